@@ -1,0 +1,12 @@
+/* The parts of the `core` Lua module. Each opener pushes one value (a function or a
+ * table) that luaopen_core stores under its name; add a line here and in l_core.c. */
+#ifndef CC_L_MODULES_H
+#define CC_L_MODULES_H
+
+#include <lua.h>
+
+int luaopen_core(lua_State *L);
+
+int l_log_open(lua_State *L);
+
+#endif
