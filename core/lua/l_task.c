@@ -183,6 +183,7 @@ static void task_failed(task *t) {
     lua_pushvalue(co, -1);
     t->group->error_ref = luaL_ref(co, LUA_REGISTRYINDEX);
   }
+  lua_pop(co, 1); /* the traceback: leave the error itself on top */
   /* Close the coroutine so its pending <close> variables run (locks are released). It
    * reports the original error again unless a __close handler raised another one. */
   if (cc_closethread(co, t->rt->L) != LUA_OK) {
