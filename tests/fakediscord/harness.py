@@ -154,8 +154,8 @@ class FakeDiscord:
             raise FakeError("%s %s -> %d %s" % (method, path, e.code, e.read().decode()))
         return json.loads(raw) if raw else None
 
-    def get(self, path, **params):
-        return self._call("GET", path, params=params)
+    def get(self, _path, **params):
+        return self._call("GET", _path, params=params)
 
     def post(self, path, body=None):
         return self._call("POST", path, body if body is not None else {})

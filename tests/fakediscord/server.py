@@ -524,14 +524,14 @@ class Fake:
 
     async def h_get_channel(self, request):
         cid, err = self.channel_or_404(request)
-        return err or jresp(200, self.channels[cid]["obj"])
+        return err if err is not None else jresp(200, self.channels[cid]["obj"])
 
     async def h_get_message(self, request):
         cid, err = self.channel_or_404(request)
-        if err:
+        if err is not None:
             return err
         m, err = self.message_or_404(cid, request.match_info["message_id"])
-        return err or jresp(200, self.public(m))
+        return err if err is not None else jresp(200, self.public(m))
 
     def attachments(self, body, files):
         out = []
@@ -556,7 +556,7 @@ class Fake:
 
     async def h_create_message(self, request):
         cid, err = self.channel_or_404(request)
-        if err:
+        if err is not None:
             return err
         body, files = request["body"], request["files"]
         if body is None:
@@ -565,7 +565,7 @@ class Fake:
         if bad:
             return jresp(*bad)
         bad = self.check_reference(body)
-        if bad:
+        if bad is not None:
             return bad
         if body.get("enforce_nonce") and body.get("nonce") is not None:
             key = (cid, str(body["nonce"]))
@@ -606,10 +606,10 @@ class Fake:
 
     async def h_edit_message(self, request):
         cid, err = self.channel_or_404(request)
-        if err:
+        if err is not None:
             return err
         m, err = self.message_or_404(cid, request.match_info["message_id"])
-        if err:
+        if err is not None:
             return err
         body, files = request["body"], request["files"]
         if not isinstance(body, dict):
@@ -640,17 +640,17 @@ class Fake:
 
     async def h_delete_message(self, request):
         cid, err = self.channel_or_404(request)
-        if err:
+        if err is not None:
             return err
         m, err = self.message_or_404(cid, request.match_info["message_id"])
-        if err:
+        if err is not None:
             return err
         await self.delete_message(m, "rest")
         return web.Response(status=204)
 
     async def h_typing(self, request):
         cid, err = self.channel_or_404(request)
-        if err:
+        if err is not None:
             return err
         self.typing.append({"channel_id": cid, "time": time.time()})
         self.changed()
@@ -658,10 +658,10 @@ class Fake:
 
     async def h_reaction(self, request):
         cid, err = self.channel_or_404(request)
-        if err:
+        if err is not None:
             return err
         m, err = self.message_or_404(cid, request.match_info["message_id"])
-        if err:
+        if err is not None:
             return err
         emoji = request.match_info["emoji"]
         if not (re.match(r"^[\w~-]{2,32}:\d+$", emoji) or any(ord(ch) > 127 for ch in emoji)):
@@ -678,7 +678,7 @@ class Fake:
 
     async def h_put_commands(self, request):
         err = self.check_app(request)
-        if err:
+        if err is not None:
             return err
         gid = request.match_info.get("guild_id")
         if gid is not None and not self.guild(gid):
@@ -708,7 +708,7 @@ class Fake:
 
     async def h_get_commands(self, request):
         err = self.check_app(request)
-        if err:
+        if err is not None:
             return err
         return jresp(200, self.commands.get(request.match_info.get("guild_id") or "global", []))
 
@@ -812,7 +812,7 @@ class Fake:
 
     async def h_followup(self, request):
         it, err = self.interaction_by_token(request)
-        if err:
+        if err is not None:
             return self._record_followup(request, "followup", err)
         body, files = request["body"], request["files"]
         if it["acked"] is None:
@@ -843,17 +843,17 @@ class Fake:
 
     async def h_webhook_get(self, request):
         it, err = self.interaction_by_token(request)
-        if err:
+        if err is not None:
             return err
         m, err = self._webhook_message(it, request.match_info["message_id"])
-        return err or jresp(200, self.public(m))
+        return err if err is not None else jresp(200, self.public(m))
 
     async def h_webhook_edit(self, request):
         it, err = self.interaction_by_token(request)
-        if err:
+        if err is not None:
             return self._record_followup(request, "edit", err)
         m, err = self._webhook_message(it, request.match_info["message_id"])
-        if err:
+        if err is not None:
             return self._record_followup(request, "edit", err, it)
         body, files = request["body"], request["files"]
         if not isinstance(body, dict):
@@ -869,10 +869,10 @@ class Fake:
 
     async def h_webhook_delete(self, request):
         it, err = self.interaction_by_token(request)
-        if err:
+        if err is not None:
             return err
         m, err = self._webhook_message(it, request.match_info["message_id"])
-        if err:
+        if err is not None:
             return err
         await self.delete_message(m, "webhook")
         return web.Response(status=204)
@@ -1132,8 +1132,8 @@ class Fake:
                 "status": b.get("status", 500 if not b.get("delay") else None),
                 "times": int(b.get("times", 1)), "when": b.get("when", "after" if b.get("delay") else "before"),
                 "delay": float(b.get("delay", 0))}
-        if rule["route"] and " " in rule["route"]:
-            rule["method"], rule["route"] = rule["route"].split(" ", 1)
+        if rule["route"] and " " not in rule["route"]:
+            return jresp(400, {"error": "route must look like 'POST /channels/{channel_id}/messages'"})
         for k in ("retry_after", "global", "scope", "body", "code"):
             if k in b:
                 rule[k] = b[k]
