@@ -16,20 +16,20 @@ enum { ST_IDLE = 0, ST_QUEUED, ST_INFLIGHT };
 #define SWEEP_EVERY 60.0
 #define IDLE_FOR 120.0
 
-struct rl_bucket {
+struct rate_bucket {
   char *key;   /* "hash|major", or "?route|major" while the hash is unknown */
   char *route; /* "METHOD /template" */
   char *major;
-  rl_bucket *hnext;         /* hash chain */
-  rl_bucket *anext, *aprev; /* list of buckets with a queue */
+  rate_bucket *hnext;         /* hash chain */
+  rate_bucket *anext, *aprev; /* list of buckets with a queue */
   bool active;
   bool temp;      /* the route's hash is unknown */
   bool learned;   /* rate-limit headers seen at least once (or none exist) */
   bool unlimited; /* the route answers without rate-limit headers */
   bool expired;   /* the window ran out locally; its stale responses are ignored */
   bool window_epoch;
-  rl_req *qhead, *qtail;
-  rl_req *ihead, *itail;
+  rate_req *qhead, *qtail;
+  rate_req *ihead, *itail;
   int inflight;
   int limit, remaining;
   double reset_at;     /* monotonic */
@@ -45,18 +45,18 @@ typedef struct map_ent {
   struct map_ent *next;
 } map_ent;
 
-struct rl_limiter {
-  rl_config cfg;
+struct rate_limiter {
+  rate_config cfg;
   /* buckets, chained hash table */
-  rl_bucket **tab;
+  rate_bucket **tab;
   size_t tab_len, nbuckets;
   /* route -> hash */
   map_ent **routes;
   size_t routes_len, nroutes;
-  rl_bucket *ahead, *atail;
-  /* global limit: fixed one-second windows */
-  double gwin_start;
-  int gcount;
+  rate_bucket *ahead, *atail;
+  /* global limit: a sliding window over the last dispatch times (a ring) */
+  double *gtimes;
+  size_t gcap, ghead, glen;
   double global_paused_until;
   /* invalid requests */
   long inv_slot_id[INVALID_SLOTS];
@@ -90,13 +90,13 @@ static bool is_digits(const char *s, size_t n) {
 
 /* ---- route -> hash map ---- */
 
-static const char *route_hash(rl_limiter *rl, const char *route) {
+static const char *route_hash(rate_limiter *rl, const char *route) {
   for (map_ent *e = rl->routes[hash_str(route) % rl->routes_len]; e; e = e->next)
     if (strcmp(e->key, route) == 0) return e->val;
   return NULL;
 }
 
-static int route_hash_set(rl_limiter *rl, const char *route, const char *hash) {
+static int route_hash_set(rate_limiter *rl, const char *route, const char *hash) {
   size_t i = hash_str(route) % rl->routes_len;
   for (map_ent *e = rl->routes[i]; e; e = e->next) {
     if (strcmp(e->key, route) == 0) {
@@ -126,20 +126,20 @@ static int route_hash_set(rl_limiter *rl, const char *route, const char *hash) {
 
 /* ---- bucket table ---- */
 
-static rl_bucket *bucket_find(rl_limiter *rl, const char *key) {
-  for (rl_bucket *b = rl->tab[hash_str(key) % rl->tab_len]; b; b = b->hnext)
+static rate_bucket *bucket_find(rate_limiter *rl, const char *key) {
+  for (rate_bucket *b = rl->tab[hash_str(key) % rl->tab_len]; b; b = b->hnext)
     if (strcmp(b->key, key) == 0) return b;
   return NULL;
 }
 
-static void table_grow(rl_limiter *rl) {
+static void table_grow(rate_limiter *rl) {
   size_t n = rl->tab_len * 2;
-  rl_bucket **t = calloc(n, sizeof *t);
+  rate_bucket **t = calloc(n, sizeof *t);
   if (!t) return; /* keep the old table: longer chains, still correct */
   for (size_t i = 0; i < rl->tab_len; i++) {
-    rl_bucket *b = rl->tab[i];
+    rate_bucket *b = rl->tab[i];
     while (b) {
-      rl_bucket *next = b->hnext;
+      rate_bucket *next = b->hnext;
       size_t j = hash_str(b->key) % n;
       b->hnext = t[j];
       t[j] = b;
@@ -151,7 +151,7 @@ static void table_grow(rl_limiter *rl) {
   rl->tab_len = n;
 }
 
-static void table_insert(rl_limiter *rl, rl_bucket *b) {
+static void table_insert(rate_limiter *rl, rate_bucket *b) {
   if (rl->nbuckets >= rl->tab_len) table_grow(rl);
   size_t i = hash_str(b->key) % rl->tab_len;
   b->hnext = rl->tab[i];
@@ -159,8 +159,8 @@ static void table_insert(rl_limiter *rl, rl_bucket *b) {
   rl->nbuckets++;
 }
 
-static void table_remove(rl_limiter *rl, rl_bucket *b) {
-  rl_bucket **p = &rl->tab[hash_str(b->key) % rl->tab_len];
+static void table_remove(rate_limiter *rl, rate_bucket *b) {
+  rate_bucket **p = &rl->tab[hash_str(b->key) % rl->tab_len];
   while (*p && *p != b) p = &(*p)->hnext;
   if (*p) {
     *p = b->hnext;
@@ -168,9 +168,9 @@ static void table_remove(rl_limiter *rl, rl_bucket *b) {
   }
 }
 
-static rl_bucket *bucket_new(rl_limiter *rl, const char *key, const char *route,
+static rate_bucket *bucket_new(rate_limiter *rl, const char *key, const char *route,
                              const char *major, bool temp) {
-  rl_bucket *b = calloc(1, sizeof *b);
+  rate_bucket *b = calloc(1, sizeof *b);
   if (!b) return NULL;
   b->key = dup_str(key);
   b->route = dup_str(route);
@@ -187,14 +187,14 @@ static rl_bucket *bucket_new(rl_limiter *rl, const char *key, const char *route,
   return b;
 }
 
-static void bucket_free(rl_bucket *b) {
+static void bucket_free(rate_bucket *b) {
   free(b->key);
   free(b->route);
   free(b->major);
   free(b);
 }
 
-static void active_add(rl_limiter *rl, rl_bucket *b) {
+static void active_add(rate_limiter *rl, rate_bucket *b) {
   if (b->active) return;
   b->active = true;
   b->anext = NULL;
@@ -204,7 +204,7 @@ static void active_add(rl_limiter *rl, rl_bucket *b) {
   rl->atail = b;
 }
 
-static void active_remove(rl_limiter *rl, rl_bucket *b) {
+static void active_remove(rate_limiter *rl, rate_bucket *b) {
   if (!b->active) return;
   if (b->aprev) b->aprev->anext = b->anext;
   else rl->ahead = b->anext;
@@ -216,7 +216,7 @@ static void active_remove(rl_limiter *rl, rl_bucket *b) {
 
 /* ---- request lists ---- */
 
-static void list_append(rl_req **head, rl_req **tail, rl_req *r) {
+static void list_append(rate_req **head, rate_req **tail, rate_req *r) {
   r->next = NULL;
   r->prev = *tail;
   if (*tail) (*tail)->next = r;
@@ -224,7 +224,7 @@ static void list_append(rl_req **head, rl_req **tail, rl_req *r) {
   *tail = r;
 }
 
-static void list_prepend(rl_req **head, rl_req **tail, rl_req *r) {
+static void list_prepend(rate_req **head, rate_req **tail, rate_req *r) {
   r->prev = NULL;
   r->next = *head;
   if (*head) (*head)->prev = r;
@@ -232,7 +232,7 @@ static void list_prepend(rl_req **head, rl_req **tail, rl_req *r) {
   *head = r;
 }
 
-static void list_unlink(rl_req **head, rl_req **tail, rl_req *r) {
+static void list_unlink(rate_req **head, rate_req **tail, rate_req *r) {
   if (r->prev) r->prev->next = r->next;
   else *head = r->next;
   if (r->next) r->next->prev = r->prev;
@@ -242,18 +242,19 @@ static void list_unlink(rl_req **head, rl_req **tail, rl_req *r) {
 
 /* ---- public: config, lifetime ---- */
 
-void rl_config_default(rl_config *cfg) {
+void rate_config_default(rate_config *cfg) {
   cfg->global_per_second = 50;
   cfg->invalid_warn = 2500;
   cfg->invalid_slow = 5000;
   cfg->invalid_window = 600;
+  cfg->global_window = 1.05;
 }
 
-rl_limiter *rl_new(const rl_config *cfg) {
-  rl_limiter *rl = calloc(1, sizeof *rl);
+rate_limiter *rate_new(const rate_config *cfg) {
+  rate_limiter *rl = calloc(1, sizeof *rl);
   if (!rl) return NULL;
   if (cfg) rl->cfg = *cfg;
-  else rl_config_default(&rl->cfg);
+  else rate_config_default(&rl->cfg);
   if (rl->cfg.invalid_window <= 0) rl->cfg.invalid_window = 600;
   rl->tab_len = 64;
   rl->tab = calloc(rl->tab_len, sizeof *rl->tab);
@@ -266,18 +267,18 @@ rl_limiter *rl_new(const rl_config *cfg) {
     return NULL;
   }
   for (int i = 0; i < INVALID_SLOTS; i++) rl->inv_slot_id[i] = -1;
-  rl->gwin_start = -1e18;
+  if (rl->cfg.global_window <= 0) rl->cfg.global_window = 1.05;
   return rl;
 }
 
-void rl_free(rl_limiter *rl) {
+void rate_free(rate_limiter *rl) {
   if (!rl) return;
   for (size_t i = 0; i < rl->tab_len; i++) {
-    rl_bucket *b = rl->tab[i];
+    rate_bucket *b = rl->tab[i];
     while (b) {
-      rl_bucket *next = b->hnext;
-      for (rl_req *r = b->qhead; r; r = r->next) r->bucket = NULL, r->state = ST_IDLE;
-      for (rl_req *r = b->ihead; r; r = r->next) r->bucket = NULL, r->state = ST_IDLE;
+      rate_bucket *next = b->hnext;
+      for (rate_req *r = b->qhead; r; r = r->next) r->bucket = NULL, r->state = ST_IDLE;
+      for (rate_req *r = b->ihead; r; r = r->next) r->bucket = NULL, r->state = ST_IDLE;
       bucket_free(b);
       b = next;
     }
@@ -294,10 +295,11 @@ void rl_free(rl_limiter *rl) {
   }
   free(rl->tab);
   free(rl->routes);
+  free(rl->gtimes);
   free(rl);
 }
 
-void rl_set_global_per_second(rl_limiter *rl, double per_second) {
+void rate_set_global_per_second(rate_limiter *rl, double per_second) {
   rl->cfg.global_per_second = per_second < 0 ? 0 : per_second;
 }
 
@@ -321,7 +323,7 @@ static void sb_add(sbuf *s, const char *str, size_t n) {
 
 static void sb_adds(sbuf *s, const char *str) { sb_add(s, str, strlen(str)); }
 
-int rl_route(const char *method, const char *path, char *route, size_t route_len,
+int rate_route(const char *method, const char *path, char *route, size_t route_len,
              char *major, size_t major_len) {
   if (route_len == 0 || major_len == 0) return -1;
   sbuf r = {route, 0, route_len, false}, m = {major, 0, major_len, false};
@@ -382,11 +384,11 @@ int rl_route(const char *method, const char *path, char *route, size_t route_len
 
 /* ---- invalid-request accounting ---- */
 
-static long inv_slot(const rl_limiter *rl, double now) {
+static long inv_slot(const rate_limiter *rl, double now) {
   return (long)floor(now / (rl->cfg.invalid_window / INVALID_SLOTS));
 }
 
-int rl_invalid_count(rl_limiter *rl, double now) {
+int rate_invalid_count(rate_limiter *rl, double now) {
   long cur = inv_slot(rl, now);
   int sum = 0;
   for (int i = 0; i < INVALID_SLOTS; i++)
@@ -395,7 +397,7 @@ int rl_invalid_count(rl_limiter *rl, double now) {
   return sum;
 }
 
-static void inv_add(rl_limiter *rl, double now) {
+static void inv_add(rate_limiter *rl, double now) {
   long cur = inv_slot(rl, now);
   int i = (int)(((cur % INVALID_SLOTS) + INVALID_SLOTS) % INVALID_SLOTS);
   if (rl->inv_slot_id[i] != cur) {
@@ -403,7 +405,7 @@ static void inv_add(rl_limiter *rl, double now) {
     rl->inv_slot_count[i] = 0;
   }
   rl->inv_slot_count[i]++;
-  int count = rl_invalid_count(rl, now);
+  int count = rate_invalid_count(rl, now);
   if (count >= rl->cfg.invalid_warn && !rl->inv_warned) {
     rl->inv_warned = true;
     rl->events |= RL_EV_INVALID_WARN;
@@ -414,10 +416,10 @@ static void inv_add(rl_limiter *rl, double now) {
   }
 }
 
-static double global_limit(rl_limiter *rl, double now) {
+static double global_limit(rate_limiter *rl, double now) {
   double g = rl->cfg.global_per_second;
   if (rl->inv_slowed || rl->inv_warned) {
-    int count = rl_invalid_count(rl, now);
+    int count = rate_invalid_count(rl, now);
     if (count < rl->cfg.invalid_warn / 2) {
       rl->inv_warned = rl->inv_slowed = false; /* the window has cooled down */
     } else if (rl->inv_slowed && count >= rl->cfg.invalid_warn) {
@@ -428,32 +430,32 @@ static double global_limit(rl_limiter *rl, double now) {
   return g;
 }
 
-unsigned rl_events(rl_limiter *rl) {
+unsigned rate_events(rate_limiter *rl) {
   unsigned e = rl->events;
   rl->events = 0;
   return e;
 }
 
-double rl_global_paused_until(const rl_limiter *rl) { return rl->global_paused_until; }
+double rate_global_paused_until(const rate_limiter *rl) { return rl->global_paused_until; }
 
-size_t rl_bucket_count(const rl_limiter *rl) { return rl->nbuckets; }
+size_t rate_bucket_count(const rate_limiter *rl) { return rl->nbuckets; }
 
-bool rl_req_queued(const rl_req *req) { return req->state == ST_QUEUED; }
-bool rl_req_inflight(const rl_req *req) { return req->state == ST_INFLIGHT; }
-const char *rl_req_bucket(const rl_req *req) { return req->bucket ? req->bucket->key : ""; }
+bool rate_req_queued(const rate_req *req) { return req->state == ST_QUEUED; }
+bool rate_req_inflight(const rate_req *req) { return req->state == ST_INFLIGHT; }
+const char *rate_req_bucket(const rate_req *req) { return req->bucket ? req->bucket->key : ""; }
 
 /* ---- enqueue ---- */
 
-static rl_bucket *bucket_for(rl_limiter *rl, const char *method, const char *path,
+static rate_bucket *bucket_for(rate_limiter *rl, const char *method, const char *path,
                              unsigned *flags) {
   char route[512], major[512], key[1100];
-  int f = rl_route(method, path, route, sizeof route, major, sizeof major);
+  int f = rate_route(method, path, route, sizeof route, major, sizeof major);
   if (f < 0) return NULL;
   *flags |= (unsigned)f;
   /* while a bucket for this route and resource is still being learned, stay in it, so
    * requests for one resource never race each other before the limit is known */
   snprintf(key, sizeof key, "?%s|%s", route, major);
-  rl_bucket *b = bucket_find(rl, key);
+  rate_bucket *b = bucket_find(rl, key);
   if (b) return b;
   const char *hash = route_hash(rl, route);
   if (hash) {
@@ -465,10 +467,10 @@ static rl_bucket *bucket_for(rl_limiter *rl, const char *method, const char *pat
   return bucket_new(rl, key, route, major, true);
 }
 
-static int enqueue(rl_limiter *rl, rl_req *req, const char *method, const char *path,
+static int enqueue(rate_limiter *rl, rate_req *req, const char *method, const char *path,
                    unsigned flags, bool head, double not_before) {
   if (!method || !path || req->state != ST_IDLE) return -EINVAL;
-  rl_bucket *b = bucket_for(rl, method, path, &flags);
+  rate_bucket *b = bucket_for(rl, method, path, &flags);
   if (!b) return -ENOMEM;
   req->bucket = b;
   req->flags = flags;
@@ -480,15 +482,15 @@ static int enqueue(rl_limiter *rl, rl_req *req, const char *method, const char *
   return 0;
 }
 
-int rl_enqueue(rl_limiter *rl, rl_req *req, const char *method, const char *path,
+int rate_enqueue(rate_limiter *rl, rate_req *req, const char *method, const char *path,
                unsigned flags) {
   return enqueue(rl, req, method, path, flags, false, 0);
 }
 
-int rl_requeue(rl_limiter *rl, rl_req *req, double not_before) {
-  /* the bucket of a finished request is only guaranteed until the next rl_poll(),
+int rate_requeue(rate_limiter *rl, rate_req *req, double not_before) {
+  /* the bucket of a finished request is only guaranteed until the next rate_poll(),
    * which is when the caller is told to requeue it */
-  rl_bucket *b = req->bucket;
+  rate_bucket *b = req->bucket;
   if (!b || req->state != ST_IDLE) return -EINVAL;
   req->state = ST_QUEUED;
   req->not_before = not_before;
@@ -497,8 +499,8 @@ int rl_requeue(rl_limiter *rl, rl_req *req, double not_before) {
   return 0;
 }
 
-void rl_cancel(rl_limiter *rl, rl_req *req) {
-  rl_bucket *b = req->bucket;
+void rate_cancel(rate_limiter *rl, rate_req *req) {
+  rate_bucket *b = req->bucket;
   if (!b) return;
   if (req->state == ST_QUEUED) {
     list_unlink(&b->qhead, &b->qtail, req);
@@ -514,12 +516,12 @@ void rl_cancel(rl_limiter *rl, rl_req *req) {
 
 /* ---- poll ---- */
 
-static void sweep(rl_limiter *rl, double now) {
+static void sweep(rate_limiter *rl, double now) {
   rl->last_sweep = now;
   for (size_t i = 0; i < rl->tab_len; i++) {
-    rl_bucket **p = &rl->tab[i];
+    rate_bucket **p = &rl->tab[i];
     while (*p) {
-      rl_bucket *b = *p;
+      rate_bucket *b = *p;
       bool idle = !b->active && b->inflight == 0 && now - b->last_used > IDLE_FOR &&
                   (!b->learned || b->unlimited || b->reset_at < now) &&
                   b->paused_until < now;
@@ -540,9 +542,9 @@ static void note_wait(double *again, double at) {
 }
 
 /* May the head of b go now? If not, note when to ask again. */
-static bool bucket_ready(rl_bucket *b, double now, bool global_ok, double global_next,
+static bool bucket_ready(rate_bucket *b, double now, bool global_ok, double global_next,
                          double *again) {
-  rl_req *h = b->qhead;
+  rate_req *h = b->qhead;
   if (!h) return false;
   if (h->not_before > now) {
     note_wait(again, h->not_before);
@@ -576,8 +578,32 @@ static bool bucket_ready(rl_bucket *b, double now, bool global_ok, double global
   return true;
 }
 
-static void dispatch(rl_limiter *rl, rl_bucket *b, double now) {
-  rl_req *r = b->qhead;
+/* Drops dispatch times older than the window; returns how many remain. */
+static size_t global_trim(rate_limiter *rl, double now) {
+  while (rl->glen && rl->gtimes[rl->ghead] <= now - rl->cfg.global_window) {
+    rl->ghead = (rl->ghead + 1) % rl->gcap;
+    rl->glen--;
+  }
+  return rl->glen;
+}
+
+static void global_note(rate_limiter *rl, double now) {
+  if (rl->glen == rl->gcap) {
+    size_t cap = rl->gcap ? rl->gcap * 2 : 64;
+    double *t = malloc(cap * sizeof *t);
+    if (!t) return; /* forget this one: the server still has the last word */
+    for (size_t i = 0; i < rl->glen; i++) t[i] = rl->gtimes[(rl->ghead + i) % rl->gcap];
+    free(rl->gtimes);
+    rl->gtimes = t;
+    rl->gcap = cap;
+    rl->ghead = 0;
+  }
+  rl->gtimes[(rl->ghead + rl->glen) % rl->gcap] = now;
+  rl->glen++;
+}
+
+static void dispatch(rate_limiter *rl, rate_bucket *b, double now) {
+  rate_req *r = b->qhead;
   list_unlink(&b->qhead, &b->qtail, r);
   r->seq = ++b->seq;
   r->state = ST_INFLIGHT;
@@ -585,18 +611,12 @@ static void dispatch(rl_limiter *rl, rl_bucket *b, double now) {
   b->inflight++;
   b->last_used = now;
   if (b->learned && !b->unlimited) b->remaining--;
-  if (!(r->flags & RL_EXEMPT)) {
-    if (now >= rl->gwin_start + 1.0) {
-      rl->gwin_start = now;
-      rl->gcount = 0;
-    }
-    rl->gcount++;
-  }
+  if (!(r->flags & RL_EXEMPT)) global_note(rl, now);
   active_remove(rl, b);
   if (b->qhead) active_add(rl, b); /* to the tail: round robin between buckets */
 }
 
-rl_req *rl_poll(rl_limiter *rl, double now, double *again) {
+rate_req *rate_poll(rate_limiter *rl, double now, double *again) {
   *again = RL_NEVER;
   if (now - rl->last_sweep >= SWEEP_EVERY) sweep(rl, now);
   double g = global_limit(rl, now);
@@ -606,21 +626,24 @@ rl_req *rl_poll(rl_limiter *rl, double now, double *again) {
     global_ok = false;
     global_next = rl->global_paused_until;
   } else if (g > 0) {
-    if (now >= rl->gwin_start + 1.0) {
-      /* a fresh window: nothing counted yet */
-    } else if (rl->gcount >= g) {
+    size_t n = global_trim(rl, now);
+    if ((double)n >= g) {
+      /* the oldest of the last g leaves the window at: */
+      size_t k = n - (size_t)g;
       global_ok = false;
-      global_next = rl->gwin_start + 1.0;
+      global_next = rl->gtimes[(rl->ghead + k) % rl->gcap] + rl->cfg.global_window;
     }
+  } else {
+    global_trim(rl, now);
   }
   /* interaction callbacks first, whatever else waits */
   for (int pass = 0; pass < 2; pass++) {
-    for (rl_bucket *b = rl->ahead; b; b = b->anext) {
+    for (rate_bucket *b = rl->ahead; b; b = b->anext) {
       bool prio = b->qhead && (b->qhead->flags & RL_PRIORITY);
       if (pass == 0 && !prio) continue;
       if (pass == 1 && prio) continue;
       if (bucket_ready(b, now, global_ok, global_next, again)) {
-        rl_req *r = b->qhead;
+        rate_req *r = b->qhead;
         dispatch(rl, b, now);
         *again = now; /* more may be ready: the caller polls until NULL */
         return r;
@@ -632,15 +655,15 @@ rl_req *rl_poll(rl_limiter *rl, double now, double *again) {
 
 /* ---- responses ---- */
 
-static void merge_into(rl_limiter *rl, rl_bucket *from, rl_bucket *to) {
+static void merge_into(rate_limiter *rl, rate_bucket *from, rate_bucket *to) {
   while (from->qhead) {
-    rl_req *r = from->qhead;
+    rate_req *r = from->qhead;
     list_unlink(&from->qhead, &from->qtail, r);
     r->bucket = to;
     list_append(&to->qhead, &to->qtail, r);
   }
   while (from->ihead) {
-    rl_req *r = from->ihead;
+    rate_req *r = from->ihead;
     list_unlink(&from->ihead, &from->itail, r);
     r->bucket = to;
     r->seq = ++to->seq;
@@ -655,12 +678,12 @@ static void merge_into(rl_limiter *rl, rl_bucket *from, rl_bucket *to) {
 }
 
 /* The response says the route's hash: a learning bucket becomes "hash|major". */
-static rl_bucket *learn_hash(rl_limiter *rl, rl_bucket *b, const char *hash) {
+static rate_bucket *learn_hash(rate_limiter *rl, rate_bucket *b, const char *hash) {
   if (route_hash_set(rl, b->route, hash) < 0) return b;
   if (!b->temp) return b;
   char key[1100];
   snprintf(key, sizeof key, "%s|%s", hash, b->major);
-  rl_bucket *to = bucket_find(rl, key);
+  rate_bucket *to = bucket_find(rl, key);
   if (to && to != b) {
     merge_into(rl, b, to);
     return to;
@@ -676,7 +699,7 @@ static rl_bucket *learn_hash(rl_limiter *rl, rl_bucket *b, const char *hash) {
   return b;
 }
 
-static void apply_limits(rl_bucket *b, double now, const rl_response *resp, int after) {
+static void apply_limits(rate_bucket *b, double now, const rate_response *resp, int after) {
   double wid;
   double eps;
   bool epoch = resp->has_reset;
@@ -710,11 +733,11 @@ static void apply_limits(rl_bucket *b, double now, const rl_response *resp, int 
   }
 }
 
-enum rl_result rl_done(rl_limiter *rl, rl_req *req, double now, const rl_response *resp) {
-  rl_bucket *b = req->bucket;
+enum rate_result rate_done(rate_limiter *rl, rate_req *req, double now, const rate_response *resp) {
+  rate_bucket *b = req->bucket;
   if (!b || req->state != ST_INFLIGHT) return RL_RESULT_DONE;
   int after = 0;
-  for (rl_req *r = req->next; r; r = r->next) after++;
+  for (rate_req *r = req->next; r; r = r->next) after++;
   list_unlink(&b->ihead, &b->itail, req);
   b->inflight--;
   req->state = ST_IDLE;
@@ -765,7 +788,7 @@ enum rl_result rl_done(rl_limiter *rl, rl_req *req, double now, const rl_respons
 
 /* ---- header parsing ---- */
 
-void rl_response_init(rl_response *resp, int status) {
+void rate_response_init(rate_response *resp, int status) {
   memset(resp, 0, sizeof *resp);
   resp->status = status;
 }
@@ -788,7 +811,7 @@ static bool name_is(const char *name, size_t len, const char *lit) {
   return len == strlen(lit) && strncasecmp(name, lit, len) == 0;
 }
 
-void rl_parse_header(rl_response *resp, const char *name, size_t nlen, const char *value,
+void rate_parse_header(rate_response *resp, const char *name, size_t nlen, const char *value,
                      size_t vlen) {
   double d;
   while (vlen && isspace((unsigned char)*value)) value++, vlen--;
@@ -849,7 +872,7 @@ static const char *json_field(const char *body, size_t len, const char *key) {
   return NULL;
 }
 
-void rl_parse_429_body(rl_response *resp, const char *body, size_t len) {
+void rate_parse_429_body(rate_response *resp, const char *body, size_t len) {
   if (!body) return;
   const char *v = json_field(body, len, "retry_after");
   if (v) {

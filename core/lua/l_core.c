@@ -11,6 +11,7 @@ static const struct {
     {"signal", l_signal_open},
     {"stdio", l_stdio_open},
     {"http", l_http_open},
+    {"discord", l_discord_open},
 };
 
 int luaopen_core(lua_State *L) {
