@@ -770,10 +770,17 @@ enum rate_result rate_done(rate_limiter *rl, rate_req *req, double now, const ra
     } else {
       if (until > b->paused_until) b->paused_until = until;
       if (b->learned && !b->unlimited) {
-        /* retry_after is when this bucket (or the shared resource) opens again */
-        b->remaining = 0;
-        b->reset_at = until;
-        b->expired = false;
+        if (!resp->has_remaining) {
+          /* no bucket headers: retry_after is all we know of when it opens again */
+          b->remaining = 0;
+          b->reset_at = until;
+          b->expired = false;
+        } else if (resp->has_reset_after) {
+          /* the headers (applied above) say what is left and when the window ends: the
+           * 429 only holds the bucket until retry_after */
+          b->reset_at = now + resp->reset_after;
+          b->expired = false;
+        }
       }
     }
     req->state = ST_QUEUED;
