@@ -8,5 +8,6 @@
 int luaopen_core(lua_State *L);
 
 int l_log_open(lua_State *L);
+int l_sqlite_open(lua_State *L);
 
 #endif
