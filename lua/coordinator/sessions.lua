@@ -113,7 +113,7 @@ function M.migrate(db, migrations)
   local latest = #migrations
   local ok, err = pcall(version, db)
   if not ok then
-    return nil, "could not read the schema version: " .. (getmetatable(err) and err.msg or err)
+    return nil, "could not read the schema version: " .. (getmetatable(err) == db_failure and err.msg or tostring(err))
   end
   return in_transaction(db, "migrate the session store", function()
     local current = version(db) -- again, now that we hold the write lock
