@@ -111,12 +111,8 @@ end
 function M.migrate(db, migrations)
   migrations = migrations or M.migrations
   local latest = #migrations
-  local ok, err = pcall(version, db)
-  if not ok then
-    return nil, "could not read the schema version: " .. (getmetatable(err) == db_failure and err.msg or tostring(err))
-  end
   return in_transaction(db, "migrate the session store", function()
-    local current = version(db) -- again, now that we hold the write lock
+    local current = version(db) -- read under the write lock: two openers cannot race
     if current > latest then
       error(setmetatable({msg = string.format(
         "database schema version %d is newer than this code knows (%d)", current, latest)},
