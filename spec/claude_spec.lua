@@ -4,6 +4,7 @@ local claude = require "coordinator.claude"
 local lfs = require "lfs"
 
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "spec"
+if here:sub(1, 1) ~= "/" then here = lfs.currentdir() .. "/" .. here end
 local FIXTURES = here .. "/../tests/fixtures/claude-cli-2.1.197"
 
 local function read(path)
@@ -383,5 +384,113 @@ describe("claude.env", function()
     assert.is_nil(claude.env { getenv = getenv, set = { ["BAD-NAME"] = "x" } })
     assert.is_nil(claude.env { getenv = getenv, set = { N = 1 } })
     assert.is_nil(claude.env { getenv = getenv, set = { N = "a\0b" } })
+  end)
+end)
+
+-- The adapter's argv run against the fake CLI (tests/fakeclaude/claude), its output
+-- through the parser: the two must agree on flags, shapes and failures.
+describe("claude adapter against the fake CLI", function()
+  local FAKE = here .. "/../tests/fakeclaude/claude"
+  local tmp
+
+  local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+  local function sh(cmd)
+    local f = assert(io.popen(cmd))
+    local out = f:read("a")
+    f:close()
+    return out
+  end
+
+  -- Runs argv in dir with env (a map), returns the outcome and the progress events.
+  local function run(argv, dir, env)
+    local words = {}
+    for _, a in ipairs(argv) do words[#words + 1] = q(a) end
+    local vars = {}
+    for _, kv in ipairs(claude.env_list(env)) do vars[#vars + 1] = q(kv) end
+    local errfile = tmp .. "/stderr"
+    local cmd = ("cd %s && env -i %s %s </dev/null 2>%s; echo \"EXIT:$?\"")
+      :format(q(dir), table.concat(vars, " "), table.concat(words, " "), q(errfile))
+    local p, progress = claude.parser(), {}
+    local code
+    for line in sh(cmd):gmatch("[^\n]+") do
+      local c = line:match("^EXIT:(%d+)$")
+      if c then
+        code = tonumber(c)
+      else
+        local ev = p:feed_line(line)
+        if ev then progress[#progress + 1] = ev end
+      end
+    end
+    return p:finish { code = code, stderr = read(errfile) }, progress
+  end
+
+  local function env(extra)
+    local set = { FAKE_MARKER = "present" }
+    for k, v in pairs(extra or {}) do set[k] = v end
+    return assert(claude.env { getenv = function(n) return n == "PATH" and os.getenv("PATH") or nil end,
+                               home = tmp .. "/home", set = set })
+  end
+
+  before_each(function()
+    tmp = sh("mktemp -d"):gsub("%s+$", "")
+    assert(lfs.mkdir(tmp .. "/home"))
+    assert(lfs.mkdir(tmp .. "/a"))
+    assert(lfs.mkdir(tmp .. "/b"))
+  end)
+
+  after_each(function()
+    sh("rm -rf " .. q(tmp))
+  end)
+
+  it("answers, resumes in the same directory and goes stale in another", function()
+    local out, progress = run(claude.argv { command = FAKE, prompt = "-hello", model = "sonnet" },
+                              tmp .. "/a", env())
+    assert.is_true(out.ok)
+    assert.are.equal("ECHO[msgs=2,model=sonnet]: -hello", out.text)
+    assert.are.equal("init", progress[1].kind)
+    assert.are.equal(out.session_id, progress[1].session_id)
+    out = run(claude.argv { command = FAKE, prompt = "again", session_id = out.session_id },
+              tmp .. "/a", env())
+    assert.is_true(out.ok)
+    assert.are.equal("ECHO[msgs=4,model=claude-opus-4-8]: again", out.text)
+    local stale = run(claude.argv { command = FAKE, prompt = "elsewhere", session_id = out.session_id },
+                      tmp .. "/b", env())
+    assert.are.same({ "stale_session", "No conversation found with session ID: " .. out.session_id },
+                    { stale.kind, stale.message })
+  end)
+
+  it("passes permissions and tools so a denied tool becomes allowed", function()
+    local out = run(claude.argv { command = FAKE, prompt = "[deny]" }, tmp .. "/a", env())
+    assert.is_true(out.ok)
+    assert.are.equal("Bash", out.denials[1].tool)
+    out = run(claude.argv { command = FAKE, prompt = "[deny]", allowed_tools = { "Read", "Bash" } },
+              tmp .. "/a", env())
+    assert.is_true(out.ok)
+    assert.are.same({}, out.denials)
+  end)
+
+  it("gives the child exactly the environment built", function()
+    local out = run(claude.argv { command = FAKE, prompt = "[env]" }, tmp .. "/a", env())
+    local lines = {}
+    for line in out.text:gmatch("[^\n]+") do lines[#lines + 1] = line:match("^[^=]+") end
+    table.sort(lines)
+    assert.are.same({ "FAKE_MARKER", "HOME", "LANG", "PATH" }, lines)
+  end)
+
+  it("maps the fake's failures", function()
+    local cases = {
+      { "[api-error 401]", "api_error", "Invalid API key · Fix external API key" },
+      { "[api-error not-logged-in]", "api_error", "Not logged in · Please run /login" },
+      { "[garbage]", "bad_output", "warning: fake garbage mode engaged\n"
+        .. "error: the output above is not the stream you expected" },
+      { "[crash 2]", "crashed" },
+      { "[tool x]", "max_turns", "Reached maximum number of turns (1)", { "--max-turns", "1" } },
+    }
+    for _, c in ipairs(cases) do
+      local out = run(claude.argv { command = FAKE, prompt = c[1], args = c[4] }, tmp .. "/a", env())
+      assert.are.equal(c[2], out.kind, c[1])
+      if c[3] then assert.are.equal(c[3], out.message, c[1]) end
+    end
   end)
 end)
