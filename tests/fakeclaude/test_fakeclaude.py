@@ -424,9 +424,14 @@ def test_sigint_mid_run(env):
 
 def test_sigterm_mid_run(env):
     _, want_err, want_code = fixture("stream-sigterm")
-    p = start(env, JSON + ["--", "[slow 20]"])
+    log = env["tmp"] / "calls.log"
+    p = start(env, JSON + ["--", "[slow 20]"], extra_env={"FAKE_CLAUDE_LOG": str(log)})
     try:
-        time.sleep(0.3)  # let it get past start-up; json mode prints nothing before the end
+        # json mode prints nothing before the end: wait for the start record instead
+        deadline = time.monotonic() + 10
+        while not (log.exists() and '"start"' in log.read_text()):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
         p.send_signal(signal.SIGTERM)
         out, err = p.communicate(timeout=10)
     finally:
