@@ -1,7 +1,6 @@
 /* Subprocesses on a private libuv loop: exit codes, signals, timeouts that must reach
  * grandchildren, big output both ways, line splitting, spawn failures, environment
  * isolation, reaping and shutdown. Children are small shell one-liners and coreutils. */
-#define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
 #include <setjmp.h>
