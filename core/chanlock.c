@@ -184,9 +184,9 @@ void chanlock_state(const chanlock *cl, const char *key, size_t keylen, bool *he
     *waiting = e ? e->waiting : 0;
 }
 
-const void *chanlock_holder(const chanlock *cl, const char *key, size_t keylen) {
+chanlock_req *chanlock_holder(const chanlock *cl, const char *key, size_t keylen) {
   const chanlock_entry *e = find(cl, key, keylen, hash_key(cl, key, keylen));
-  return e ? e->holder->owner : NULL;
+  return e ? e->holder : NULL;
 }
 
 size_t chanlock_count(const chanlock *cl) { return cl->count; }

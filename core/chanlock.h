@@ -55,8 +55,8 @@ int chanlock_remove(chanlock *cl, chanlock_req *r);
 /* What the key looks like now; a key without an entry is not held, 0 waiting. */
 void chanlock_state(const chanlock *cl, const char *key, size_t keylen, bool *held,
                     size_t *waiting);
-/* The owner holding key, or NULL. */
-const void *chanlock_holder(const chanlock *cl, const char *key, size_t keylen);
+/* The request holding key, or NULL. */
+chanlock_req *chanlock_holder(const chanlock *cl, const char *key, size_t keylen);
 /* Keys with an entry (for tests: 0 once everything is released). */
 size_t chanlock_count(const chanlock *cl);
 /* Allocated bucket slots (for tests: 0 once everything is released). */
