@@ -10,6 +10,7 @@ static const struct {
     {"log", l_log_open},
     {"signal", l_signal_open},
     {"stdio", l_stdio_open},
+    {"sqlite", l_sqlite_open},
     {"lock", l_lock_open},
     {"proc", l_proc_open},
 };

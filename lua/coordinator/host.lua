@@ -78,9 +78,8 @@ local function shutdown(signal)
     :format(signal, grace, core.tasks() - 1))
   local left = wait_for_tasks(core.now() + grace)
   if left > 0 then
-    log("warn", ("grace period over: cancelling %d task(s)"):format(left))
-    core.cancel_all()
-    wait_for_tasks(core.now() + 1)
+    log("warn", ("grace period over: ending %d task(s)"):format(left))
+    core.kill_all()
   end
   core.stop(0)
 end
