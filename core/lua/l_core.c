@@ -11,6 +11,8 @@ static const struct {
     {"signal", l_signal_open},
     {"stdio", l_stdio_open},
     {"sqlite", l_sqlite_open},
+    {"lock", l_lock_open},
+    {"proc", l_proc_open},
 };
 
 int luaopen_core(lua_State *L) {

@@ -12,5 +12,7 @@ int l_log_open(lua_State *L);
 int l_signal_open(lua_State *L);
 int l_stdio_open(lua_State *L);
 int l_sqlite_open(lua_State *L);
+int l_lock_open(lua_State *L);
+int l_proc_open(lua_State *L);
 
 #endif
