@@ -10,6 +10,7 @@ static const struct {
     {"log", l_log_open},
     {"signal", l_signal_open},
     {"stdio", l_stdio_open},
+    {"chunk", l_chunk_open},
 };
 
 int luaopen_core(lua_State *L) {
