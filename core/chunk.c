@@ -235,14 +235,16 @@ static const struct fence *fence_after(const struct line *l) {
 
 /* ---- inline code spans and links (protection of whitespace inside them) ---------- */
 
-static void mark(struct ctx *c, size_t base, size_t from, size_t to) {
+static void mark(struct ctx *c, size_t base, size_t from, size_t to, size_t E) {
+  if (to > E + 1)
+    to = E + 1;
   if (to > from)
     memset(c->prot + (from - base), 1, to - from);
 }
 
 /* Marks bytes strictly inside code spans and links of s[from, to) (one line's part of
- * the window); prot is indexed from base. */
-static void protect(struct ctx *c, size_t base, size_t from, size_t to) {
+ * the window and as far again past it); prot is indexed from base, marked up to E. */
+static void protect(struct ctx *c, size_t base, size_t from, size_t to, size_t E) {
   const unsigned char *s = c->s;
   size_t nr = 0;
   for (size_t i = from; i < to;) {
@@ -271,7 +273,7 @@ static void protect(struct ctx *c, size_t base, size_t from, size_t to) {
         r++;
         continue;
       }
-      mark(c, base, c->run_at[r] + 1, c->run_at[m] + c->run_len[m]);
+      mark(c, base, c->run_at[r] + 1, c->run_at[m] + c->run_len[m], E);
       r = m + 1;
     }
   }
@@ -290,7 +292,7 @@ static void protect(struct ctx *c, size_t base, size_t from, size_t to) {
       while (m < to && s[m] != '(' && s[m] != ')')
         m++;
       if (m < to && s[m] == ')')
-        mark(c, base, i + 1, m + 1);
+        mark(c, base, i + 1, m + 1, E);
     }
     i = j;
   }
@@ -428,12 +430,18 @@ static int one_chunk(struct ctx *c, struct chunk_result *r, struct cand *cur) {
     } else {
       ce = le = NONE; /* the line goes on past the window */
     }
-    size_t seg_end = ce < E ? ce : E;
 
     if (ln.type == T_TEXT || ln.type == T_CLOSE) {
       int text = ln.type == T_TEXT;
-      if (text)
-        protect(c, p, pos, seg_end);
+      if (text) {
+        /* spans and links may close past the window: look as far again */
+        size_t pend = E + (E - p);
+        if (pend > n)
+          pend = n;
+        if (ce < pend)
+          pend = ce;
+        protect(c, p, pos, pend, E);
+      }
       size_t hx = NONE, hcp = 0;
       size_t x = pos;
       size_t stop = ce <= E ? ce : E; /* runs may start at the line ending */
@@ -642,8 +650,8 @@ int chunk_split(const char *src, size_t n, size_t limit, struct chunk_result *ou
   }
   struct ctx c = {.s = (const unsigned char *)out->text, .n = out->len, .limit = limit,
                   .fmax = limit / 4};
-  /* the window is at most 4 bytes per code point (+1 for the byte at its end) */
-  size_t cap = limit <= (SIZE_MAX - 8) / 4 ? 4 * limit + 2 : SIZE_MAX / 64;
+  /* the window is at most 4 bytes per code point, the span look-ahead as much again */
+  size_t cap = limit <= (SIZE_MAX - 8) / 16 ? 8 * limit + 4 : SIZE_MAX / 64;
   if (cap > out->len + 2)
     cap = out->len + 2;
   int rc = 0;
