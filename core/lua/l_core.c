@@ -12,6 +12,10 @@ static const struct {
     {"stdio", l_stdio_open},
     {"http", l_http_open},
     {"discord", l_discord_open},
+    {"sqlite", l_sqlite_open},
+    {"lock", l_lock_open},
+    {"proc", l_proc_open},
+    {"chunk", l_chunk_open},
 };
 
 int luaopen_core(lua_State *L) {

@@ -13,5 +13,9 @@ int l_signal_open(lua_State *L);
 int l_stdio_open(lua_State *L);
 int l_http_open(lua_State *L);
 int l_discord_open(lua_State *L);
+int l_sqlite_open(lua_State *L);
+int l_lock_open(lua_State *L);
+int l_proc_open(lua_State *L);
+int l_chunk_open(lua_State *L);
 
 #endif

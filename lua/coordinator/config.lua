@@ -138,7 +138,8 @@ function M.load(path, opts)
     d.token = t:match("^%s*(.-)%s*$")
   end
   if not opts.console and (d.token == nil or d.token == "") then
-    return nil, { ("%s: discord.token: required, but missing (set DISCORD_TOKEN, or discord.token_file)"):format(label) }
+    return nil, { ("%s: discord.token: required, but missing (set DISCORD_TOKEN, or discord.token_file)")
+      :format(label) }
   end
   if (d.shard_id == nil) ~= (d.shard_count == nil) then
     return nil, { ("%s: discord.shard_id and discord.shard_count go together"):format(label) }

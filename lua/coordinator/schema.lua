@@ -138,11 +138,12 @@ end
 local validate
 
 local function validate_fields(spec, value, path, errors)
+  local unknown = {}
   for key in pairs(value) do
-    if type(key) ~= "string" or not spec.fields[key] then
-      errors[#errors + 1] = { join(path, key), "unknown key" }
-    end
+    if type(key) ~= "string" or not spec.fields[key] then unknown[#unknown + 1] = join(path, key) end
   end
+  table.sort(unknown)
+  for _, key_path in ipairs(unknown) do errors[#errors + 1] = { key_path, "unknown key" } end
   local names = {}
   for name in pairs(spec.fields) do names[#names + 1] = name end
   table.sort(names)
