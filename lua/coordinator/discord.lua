@@ -201,8 +201,25 @@ function M.gateway_bot()
   return call { method = "GET", path = "/gateway/bot" }
 end
 
+-- configure() then me(): the start-up check. Returns the bot's user, or nil, err; when
+-- M.is_unauthorized(err), the token is wrong or revoked and the bot should exit 1 (a
+-- retry loop would only add invalid requests).
+function M.start(cfg, extra)
+  M.configure(cfg, extra)
+  local me, err = M.me()
+  if not me then
+    if M.is_unauthorized(err) then
+      return nil, "the Discord token was refused (401): it is wrong or was revoked; "
+        .. "set a valid DISCORD_TOKEN (" .. err .. ")"
+    end
+    return nil, "could not reach Discord: " .. err
+  end
+  return me
+end
+
 function M.is_unauthorized(err)
-  return type(err) == "string" and err:sub(1, 12) == "unauthorized"
+  return type(err) == "string"
+    and (err:sub(1, 12) == "unauthorized" or err:find("(401)", 1, true) ~= nil)
 end
 
 return M

@@ -28,7 +28,8 @@ core.discord.configure(cfg)
 
 local function send_one(channel, i, content)
   local t0 = core.now()
-  local msg, err, res = discord.send(channel, { content = content })
+  local msg, err, res = discord.send(channel, { content = content, files = opts.files,
+                                                reason = opts.reason })
   out {
     channel = channel, i = i, ok = msg ~= nil, id = msg and msg.id or nil,
     content = content, err = err, status = res and res.status or nil,
@@ -38,6 +39,11 @@ local function send_one(channel, i, content)
 end
 
 core.run(function()
+  if opts.start then
+    local me, err = discord.start(cfg)
+    out { kind = "start", ok = me ~= nil, err = err, unauthorized = discord.is_unauthorized(err) }
+    if not me then return end
+  end
   local tasks = {}
   for _, channel in ipairs(opts.channels or {}) do
     tasks[#tasks + 1] = core.spawn(function()

@@ -26,7 +26,7 @@ ROUTE = "POST /channels/{channel_id}/messages"
 FAST = {"retry_base": 0.05, "retry_max": 0.2}
 
 
-def run_driver(fake, options, ca_file=None, timeout=60):
+def run_lines(fake, options, ca_file=None, timeout=60):
     env = dict(os.environ)
     env.update({
         "DISCORD_API_URL": fake.api_url, "DISCORD_TOKEN": fake.token,
@@ -37,10 +37,14 @@ def run_driver(fake, options, ca_file=None, timeout=60):
     p = subprocess.run(["lua5.4", DRIVER, json.dumps(options)], env=env, capture_output=True,
                        timeout=timeout, text=True)
     assert p.returncode == 0, p.stderr
-    lines = [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
-    results = [r for r in lines if r.get("kind") != "stats"]
+    return [json.loads(line) for line in p.stdout.splitlines() if line.strip()], p.stderr
+
+
+def run_driver(fake, options, ca_file=None, timeout=60):
+    lines, stderr = run_lines(fake, options, ca_file, timeout)
+    results = [r for r in lines if r.get("kind") is None]
     stats = [r for r in lines if r.get("kind") == "stats"]
-    return results, stats[0], p.stderr
+    return results, stats[0], stderr
 
 
 def make_channels(n):
@@ -216,3 +220,36 @@ def test_401_is_reported_distinctly_and_not_retried():
         assert len(fake.requests(route=ROUTE)) == 1   # the later ones never left
         assert "not-the-token-x1" not in err
         assert "401" in err
+
+
+def test_files_go_as_multipart_and_the_reason_url_encoded():
+    with FakeDiscord({}) as fake:
+        cid = fake.channel_id
+        data = "line one\nline two \u00e9\n" * 100
+        results, _, err = run_driver(fake, {
+            "channels": [cid], "per_channel": 1,
+            "files": [{"name": "out put.txt", "data": data, "content_type": "text/plain"},
+                      {"name": "b.bin", "data": "\u0001\u0002"}],
+            "reason": "clean-up: caf\u00e9 & co"})
+        assert results[0]["ok"], (results, err)
+        msg = fake.bot_messages(cid)[0]
+        assert [a["filename"] for a in msg["attachments"]] == ["out put.txt", "b.bin"]
+        assert fake.file(msg["attachments"][0]["id"]) == data.encode()
+        req = fake.requests(route=ROUTE)[0]
+        names = [p["name"] for p in req["multipart"]]
+        assert names == ["payload_json", "files[0]", "files[1]"]
+        assert req["body"]["allowed_mentions"] == {"parse": []}
+        assert req["headers"]["X-Audit-Log-Reason"] == "clean-up%3A%20caf%C3%A9%20%26%20co"
+        assert req["headers"]["User-Agent"].startswith("DiscordBot (https://example.invalid/")
+
+
+def test_start_up_check_says_401_clearly():
+    with FakeDiscord({}) as fake:
+        lines, err = run_lines(fake, {"start": True, "channels": [fake.channel_id],
+                                      "configure": {"token": "revoked-token-x2"}})
+        start = [r for r in lines if r.get("kind") == "start"]
+        assert start and not start[0]["ok"] and start[0]["unauthorized"], lines
+        assert "token was refused (401)" in start[0]["err"]
+        assert [r for r in lines if r.get("kind") is None] == []   # nothing sent after it
+        assert len(fake.requests()) == 1
+        assert "revoked-token-x2" not in err
