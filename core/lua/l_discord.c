@@ -413,7 +413,10 @@ static void set_readable_error(lua_State *L, int res_idx, int json_idx, int stat
     lua_getfield(L, json_idx, "message");
     message = lua_tostring(L, -1);
     lua_getfield(L, json_idx, "code");
-    code = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
+    /* lua-cjson decodes every number as a float */
+    int isnum = 0;
+    lua_Number cn = lua_tonumberx(L, -1, &isnum);
+    code = isnum && cn == floor(cn) && fabs(cn) < 1e15 ? (lua_Integer)cn : 0;
     lua_getfield(L, json_idx, "errors");
     char path[512];
     path[0] = '\0';
