@@ -202,6 +202,8 @@ static void arm(rest_client *rc, double now, double again) {
     uv_timer_stop(&rc->timer);
     return;
   }
+  /* timers count from the loop's cached time: refresh it so they never fire early */
+  uv_update_time(rc->loop);
   double ms = ceil((again - now) * 1000.0);
   if (ms < 0) ms = 0;
   uv_timer_start(&rc->timer, on_timer, (uint64_t)ms, 0);

@@ -44,6 +44,16 @@ core.run(function()
     out { kind = "start", ok = me ~= nil, err = err, unauthorized = discord.is_unauthorized(err) }
     if not me then return end
   end
+  if opts.interaction then
+    -- answers an interaction while the messages below fill the queues
+    core.spawn(function()
+      core.sleep(opts.interaction.after or 0.3)
+      local t0 = core.now()
+      local v, err, res = discord.interaction_callback(opts.interaction, "MESSAGE", { content = "pong" })
+      out { kind = "interaction", ok = v ~= nil, err = err, status = res and res.status or nil,
+            seconds = core.now() - t0, stats = core.discord.stats() }
+    end)
+  end
   local tasks = {}
   for _, channel in ipairs(opts.channels or {}) do
     tasks[#tasks + 1] = core.spawn(function()

@@ -253,3 +253,21 @@ def test_start_up_check_says_401_clearly():
         assert [r for r in lines if r.get("kind") is None] == []   # nothing sent after it
         assert len(fake.requests()) == 1
         assert "revoked-token-x2" not in err
+
+
+def test_interaction_callback_never_waits_behind_other_traffic():
+    scen = scenario_with_channels(20, rate_limit_scale=0.02)
+    with FakeDiscord(scen) as fake:
+        it = fake.slash("ask", options={"prompt": "hi"})
+        ids = [c["id"] for c in make_channels(20)]
+        lines, err = run_lines(fake, {"channels": ids, "per_channel": 10,
+                                      "interaction": {"id": it["id"], "token": it["token"],
+                                                      "after": 0.5}})
+        cb = [r for r in lines if r.get("kind") == "interaction"]
+        assert cb and cb[0]["ok"], (cb, err)
+        # 200 messages need 4 s at 50/s; at 0.5 s most of them still wait, the callback not
+        sent = cb[0]["stats"]["sent"]
+        assert sent < 150, sent
+        assert cb[0]["seconds"] < 0.25, cb[0]
+        assert [r["type"] for r in fake.interaction_responses()] == [4]
+        assert fake.state()["rest"]["exhausted_hits"] == 0
