@@ -153,6 +153,7 @@ static bool put_raw(char *buf, size_t cap, size_t *n, const char *fmt, ...) {
 static char *url_without_query(const char *url) {
   size_t n = strcspn(url, "?#");
   const char *scheme = strstr(url, "://");
+  if (scheme && (size_t)(scheme - url) + 3 > n) scheme = NULL;
   bool has_path = scheme && memchr(scheme + 3, '/', n - (size_t)(scheme + 3 - url));
   char *out = malloc(n + 2);
   if (!out) return NULL;
@@ -161,6 +162,8 @@ static char *url_without_query(const char *url) {
   out[n] = '\0';
   return out;
 }
+
+static bool url_ok(const char *url);
 
 /* ---- actions ---------------------------------------------------------------------- */
 
@@ -611,8 +614,12 @@ static void on_dispatch(gw_proto *g, uint64_t now, json_span root, json_span d) 
     free(g->resume_url);
     g->resume_url = NULL;
     if (json_get(d, "resume_gateway_url", &rurl) == 0 &&
-        json_string(rurl, urlbuf, sizeof urlbuf, NULL) == 0 && urlbuf[0])
-      g->resume_url = url_without_query(urlbuf);
+        json_string(rurl, urlbuf, sizeof urlbuf, NULL) == 0 && urlbuf[0]) {
+      if (url_ok(urlbuf))
+        g->resume_url = url_without_query(urlbuf);
+      else
+        gw_log(g, GW_LOG_WARN, "READY's resume_gateway_url is not a websocket URL: ignored");
+    }
     if (g->state != GW_CLOSING) {
       g->state = GW_READY;
       g->deadline = 0;
