@@ -11,6 +11,7 @@ static const struct {
     {"signal", l_signal_open},
     {"stdio", l_stdio_open},
     {"sqlite", l_sqlite_open},
+    {"gateway", l_gateway_open},
 };
 
 int luaopen_core(lua_State *L) {

@@ -12,5 +12,6 @@ int l_log_open(lua_State *L);
 int l_signal_open(lua_State *L);
 int l_stdio_open(lua_State *L);
 int l_sqlite_open(lua_State *L);
+int l_gateway_open(lua_State *L);
 
 #endif
