@@ -3,7 +3,7 @@
     from fakediscord.harness import FakeDiscord
 
     with FakeDiscord({"heartbeat_interval": 300}, tls=True) as fake:
-        env = fake.bot_env()            # api_url, gateway_url, token, CA file for the bot
+        cfg = fake.settings()           # token, api_url, gateway_url, application_id, ca_file
         ...start the bot...
         fake.wait_until(lambda: fake.state()["gateway"]["identify"] == 1, what="identify")
         fake.post_message("hello", mention_bot=True)
@@ -129,14 +129,10 @@ class FakeDiscord:
     other_user_id = property(lambda self: self.world["other_user_id"])
     role_id = property(lambda self: self.world["role_id"])
 
-    def bot_env(self):
-        """Environment variables an end-to-end test can hand to the bot."""
-        env = {"DISCORD_TOKEN": self.token, "DISCORD_API_URL": self.api_url,
-               "DISCORD_GATEWAY_URL": self.gateway_url, "DISCORD_APPLICATION_ID": self.application_id}
-        if self.ca_file:
-            env.update({"CURL_CA_BUNDLE": self.ca_file, "SSL_CERT_FILE": self.ca_file,
-                        "DISCORD_CA_FILE": self.ca_file})
-        return env
+    def settings(self):
+        """What a bot needs to talk to this fake, in one dict (map it onto the bot's config)."""
+        return {"token": self.token, "api_url": self.api_url, "gateway_url": self.gateway_url,
+                "application_id": self.application_id, "ca_file": self.ca_file}
 
     # ---- raw control calls -----------------------------------------------
 
