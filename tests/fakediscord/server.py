@@ -829,7 +829,7 @@ class Fake:
         body, files = request["body"], request["files"]
         if it["acked"] is None:
             return self._record_followup(request, "followup", jresp(
-                400, {"message": "Interaction has not been acknowledged.", "code": 40060}))
+                404, {"message": "Unknown Webhook", "code": 10015}), it)
         if body is None:
             return self._record_followup(request, "followup", jresp(
                 400, {"code": 50109, "message": "The request body contains invalid JSON."}))
