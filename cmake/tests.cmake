@@ -13,7 +13,10 @@ set(PYTHON3 /usr/bin/python3)
 set(CC_LUA_PATH "${CMAKE_SOURCE_DIR}/lua/?.lua;${CMAKE_SOURCE_DIR}/lua/?/init.lua;${CMAKE_SOURCE_DIR}/spec/?.lua;;")
 set(CC_LUA_CPATH "${CMAKE_BINARY_DIR}/?.so;;")
 
-set(SPEC_ENV "LUA_PATH=${CC_LUA_PATH}" "LUA_CPATH=${CC_LUA_CPATH}")
+# ";" separates ctest ENVIRONMENT entries, so the search paths carry it escaped.
+string(REPLACE ";" "\\;" CC_LUA_PATH_ESC "${CC_LUA_PATH}")
+string(REPLACE ";" "\\;" CC_LUA_CPATH_ESC "${CC_LUA_CPATH}")
+set(SPEC_ENV "LUA_PATH=${CC_LUA_PATH_ESC}" "LUA_CPATH=${CC_LUA_CPATH_ESC}")
 if(SANITIZE)
   # lua5.4 itself is not instrumented: preload the runtimes so core.so can load.
   execute_process(COMMAND ${CMAKE_C_COMPILER} -print-file-name=libasan.so
@@ -49,8 +52,14 @@ foreach(spec ${SPECS})
 endforeach()
 
 if(LUACHECK AND NOT SANITIZE)
+  set(LINT_PATHS lua spec bot.lua config.lua)
+  foreach(dir bench tests)
+    if(EXISTS ${CMAKE_SOURCE_DIR}/${dir})
+      list(APPEND LINT_PATHS ${dir})
+    endif()
+  endforeach()
   add_test(NAME lint/luacheck
-           COMMAND ${LUACHECK} --codes lua spec bot.lua config.lua bench tests
+           COMMAND ${LUACHECK} --codes --no-color ${LINT_PATHS}
            WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
   set_tests_properties(lint/luacheck PROPERTIES LABELS lint)
 endif()
@@ -71,6 +80,6 @@ if(NOT SANITIZE)
              COMMAND ${PYTHON3} -m pytest -q -p no:cacheprovider ${py}
              WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
     set_tests_properties(${suite}/${name} PROPERTIES LABELS ${label} TIMEOUT 900
-      ENVIRONMENT "CC_BINARY=${CMAKE_BINARY_DIR}/claude-coordinator;CC_BUILD_DIR=${CMAKE_BINARY_DIR};PYTHONDONTWRITEBYTECODE=1")
+      ENVIRONMENT "CC_BINARY=${CMAKE_BINARY_DIR}/claude-coordinator;CC_BUILD_DIR=${CMAKE_BINARY_DIR};PYTHONDONTWRITEBYTECODE=1;LUA_PATH=${CC_LUA_PATH_ESC};LUA_CPATH=${CC_LUA_CPATH_ESC}")
   endforeach()
 endif()

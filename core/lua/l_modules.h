@@ -7,6 +7,10 @@
 
 int luaopen_core(lua_State *L);
 
+int l_task_open(lua_State *L);   /* merged into core itself: spawn, run, sleep, now... */
 int l_log_open(lua_State *L);
+int l_signal_open(lua_State *L);
+int l_stdio_open(lua_State *L);
+int l_sqlite_open(lua_State *L);
 
 #endif

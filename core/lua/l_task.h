@@ -39,6 +39,13 @@ uv_loop_t *task_uvloop(lua_State *L);
  * kill every child process). */
 void task_at_close(lua_State *L, void (*fn)(void *ud), void *ud);
 
+/* Starts a task running the function below the nargs values on top of L's stack; pops
+ * the function and the values. Used by C event sources (signals, gateway events). */
+void task_spawn(lua_State *L, int nargs);
+
+/* Runs the loop until core.stop(); returns the exit code given to it (the executable). */
+int task_runtime_run(lua_State *L);
+
 /* Lua 5.4.4 (Debian 12) names it lua_resetthread; 5.4.6 renamed it. */
 #if LUA_VERSION_RELEASE_NUM < 50406
 #define cc_closethread(L, from) lua_resetthread(L)
