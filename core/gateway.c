@@ -27,6 +27,7 @@ typedef struct conn {
   gateway *gw;        /* NULL once detached */
   struct lws *wsi;
   int peer_code;      /* the peer's close code, 0 if none yet */
+  int close_sent;     /* the code of the close frame we sent, 0 if none */
   bool established, reported, destroyed;
 } conn;
 
@@ -313,8 +314,16 @@ static int writeable(gateway *gw, struct lws *wsi) {
     return 0;
   }
   if (gw->close_code) {
-    lws_close_reason(wsi, (enum lws_close_status)gw->close_code, NULL, 0);
-    return -1; /* lws sends the close frame and closes */
+    /* Our close frame, written by hand: with lws 4.1 a client returning -1 after
+     * lws_close_reason() drops the TCP connection without sending it. The peer echoes
+     * it and lws then closes; the machine's close timeout covers a peer that does not. */
+    unsigned char frame[LWS_PRE + 2];
+    frame[LWS_PRE] = (unsigned char)(gw->close_code >> 8);
+    frame[LWS_PRE + 1] = (unsigned char)(gw->close_code & 0xff);
+    gw->cur->close_sent = gw->close_code;
+    gw->close_code = 0;
+    /* 4 is lws's internal LWSWRITE_CLOSE (the public enum leaves the value out) */
+    if (lws_write(wsi, frame + LWS_PRE, 2, (enum lws_write_protocol)4) < 0) return -1;
   }
   return 0;
 }
@@ -358,7 +367,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     if (!c) break;
     c->reported = true;
     if (gw) {
-      int code = c->peer_code ? c->peer_code : (gw->close_code ? gw->close_code : 1006);
+      int code = c->peer_code ? c->peer_code : (c->close_sent ? c->close_sent : 1006);
       gw->cur = NULL;
       c->gw = NULL;
       out_clear(gw);

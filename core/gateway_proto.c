@@ -423,7 +423,7 @@ static void try_identify(gw_proto *g, uint64_t now) {
   int mc = l->max_concurrency > 0 ? l->max_concurrency : 1;
   if (mc > GW_MAX_BUCKETS) mc = GW_MAX_BUCKETS;
   int bucket = g->shard_id % mc;
-  uint64_t slot = l->last[bucket] ? l->last[bucket] - 1 + GW_IDENTIFY_WINDOW_MS : 0;
+  uint64_t slot = l->last[bucket] ? l->last[bucket] - 1 + GW_IDENTIFY_SPACING_MS : 0;
   if (now < slot) {
     gw_log(g, GW_LOG_INFO, "identify bucket %d busy: identifying in %" PRIu64 " ms",
            bucket, slot - now);

@@ -32,6 +32,9 @@
 #define GW_SEND_LIMIT 120        /* payloads per window per connection */
 #define GW_SEND_WINDOW_MS 60000
 #define GW_IDENTIFY_WINDOW_MS 5000
+/* Spacing we keep between identifies of one bucket: the window plus a margin, since
+ * Discord measures the window on its side and our two packets may travel differently. */
+#define GW_IDENTIFY_SPACING_MS (GW_IDENTIFY_WINDOW_MS + 250)
 #define GW_CLOSE_CODE_RESUME 4000 /* what we close with when the session must survive */
 
 /* Identify buckets shared by the shards of one process: max_concurrency identifies per
