@@ -91,12 +91,22 @@ size_t chunk_sanitize(const char *src, size_t n, char *dst, size_t *replaced) {
   const unsigned char *s = (const unsigned char *)src;
   size_t i = 0, o = 0, count = 0;
   while (i < n) {
-    /* ASCII eight bytes at a time */
+    /* ASCII eight bytes at a time, then straight to the first non-ASCII byte */
     while (i + 8 <= n) {
       uint64_t w;
       memcpy(&w, s + i, 8);
-      if (w & 0x8080808080808080ull)
+      uint64_t hi = w & 0x8080808080808080ull;
+      if (hi) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        size_t k = (size_t)__builtin_ctzll(hi) >> 3; /* the first byte is the lowest */
+#else
+        size_t k = 0;
+#endif
+        if (dst)
+          memcpy(dst + o, s + i, k);
+        i += k, o += k;
         break;
+      }
       if (dst)
         memcpy(dst + o, s + i, 8);
       i += 8, o += 8;
@@ -206,33 +216,30 @@ static int is_ws(unsigned char c) {
 }
 
 /* The type of the line starting at ls, given the block open before it (or NULL). */
-static void classify(const struct ctx *c, size_t ls, const struct fence *open,
-                     struct line *out) {
+/* The type of the line starting at ls, given the block open before it (or NULL); for an
+ * opening line, *opened gets its fence. */
+static int line_type_full(const struct ctx *c, size_t ls, const struct fence *open,
+                          struct fence *opened) {
   const unsigned char *s = c->s;
   size_t n = c->n, i = ls, cp = 0;
-  out->ls = ls;
-  out->type = open ? T_CODE : T_TEXT;
-  if (open)
-    out->f = *open;
-  if (ls < n && s[ls] != ' ' && s[ls] != '`' && s[ls] != '~')
-    return;
+  int none = open ? T_CODE : T_TEXT;
   while (i < n && s[i] == ' ' && cp < 3)
     i++, cp++;
   if (i >= n || (s[i] != '`' && s[i] != '~'))
-    return;
+    return none;
   unsigned char ch = s[i];
   size_t run_at = i, k = 0;
   while (i < n && s[i] == ch) {
     i++, k++;
     if (++cp > c->fmax)
-      return;
+      return none;
   }
   if (k < 3)
-    return;
+    return none;
   int blank = 1, tick = 0;
   while (i < n && s[i] != '\n' && !(s[i] == '\r' && i + 1 < n && s[i + 1] == '\n')) {
     if (!is_cont(s[i]) && ++cp > c->fmax)
-      return;
+      return none;
     if (s[i] != ' ' && s[i] != '\t')
       blank = 0;
     if (s[i] == '`')
@@ -241,12 +248,35 @@ static void classify(const struct ctx *c, size_t ls, const struct fence *open,
   }
   if (open) {
     if (s[run_at] == s[open->run_at] && k >= open->k && blank)
-      out->type = T_CLOSE;
+      return T_CLOSE;
   } else if (ch == '~' || !tick) {
-    out->type = T_OPEN;
-    out->f.os = ls, out->f.olen = i - ls, out->f.ocp = cp;
-    out->f.run_at = run_at, out->f.k = k;
+    opened->os = ls, opened->olen = i - ls, opened->ocp = cp;
+    opened->run_at = run_at, opened->k = k;
+    return T_OPEN;
   }
+  return none;
+}
+
+/* Most lines start with neither a space nor a fence character: decided inline. */
+static inline int line_type(const struct ctx *c, size_t ls, const struct fence *open,
+                            struct fence *opened) {
+  if (ls < c->n) {
+    unsigned char ch = c->s[ls];
+    if (ch != ' ' && ch != '`' && ch != '~')
+      return open ? T_CODE : T_TEXT;
+  }
+  return line_type_full(c, ls, open, opened);
+}
+
+static void classify(const struct ctx *c, size_t ls, const struct fence *open,
+                     struct line *out) {
+  struct fence nf;
+  out->ls = ls;
+  out->type = line_type(c, ls, open, &nf);
+  if (out->type == T_OPEN)
+    out->f = nf;
+  else if (open)
+    out->f = *open;
 }
 
 static const struct fence *fence_after(const struct line *l) {
@@ -437,27 +467,32 @@ static int fast_pick(const struct ctx *c, size_t p, const struct line *start, si
                      size_t H, size_t E, size_t cntE, struct cand *out, int *final) {
   const unsigned char *s = c->s;
   size_t n = c->n;
-  struct cand b3 = {0}, b4 = {0};
-  struct line ln = *start;
+  /* the current line: its start, type and fence (the open block, or the one it opens) */
+  size_t ls = start->ls;
+  int type = start->type;
+  struct fence f = start->f;
+  /* the latest blank-line / line-end candidates: where they end and resume */
+  size_t a4 = NONE, l4 = 0, a3 = NONE, l3 = 0, b3 = 0, f3 = 0;
+  int t4 = 0, t3 = 0, code3 = 0;
   size_t pos = p;
   size_t room_k = NONE, room_at = 0; /* cache: the last position fitting a closing run of k */
   int tail = E == n; /* the window reaches the end: every line may hold the final run */
   *final = 0;
-#define FINAL(A, INSIDE, NL, F)                                                            \
+#define FINAL(A, INSIDE, NL)                                                               \
   do {                                                                                     \
     *out = (struct cand){.valid = 1, .cls = 5, .a = (A), .inside = (INSIDE),              \
                          .close_nl = (NL)};                                                \
     if (INSIDE)                                                                            \
-      out->cf = (F);                                                                       \
+      out->cf = f;                                                                         \
     *final = 1;                                                                            \
     return 1;                                                                              \
   } while (0)
-#define RECORD(CLS, CD)                                                                    \
+#define RECORD(CLS, A)                                                                     \
   do {                                                                                     \
     if ((CLS) == 4)                                                                        \
-      b4 = (CD);                                                                           \
+      a4 = (A), l4 = ls, t4 = type;                                                        \
     else                                                                                   \
-      b3 = (CD);                                                                           \
+      a3 = (A), l3 = ls, t3 = type, code3 = 0;                                             \
   } while (0)
   for (;;) {
     size_t lim = E < n ? E + 1 : n;
@@ -466,7 +501,7 @@ static int fast_pick(const struct ctx *c, size_t p, const struct line *start, si
     int ends = 0;
     if (q) {
       size_t qi = (size_t)(q - s);
-      ce = (qi > ln.ls && s[qi - 1] == '\r') ? qi - 1 : qi;
+      ce = (qi > ls && s[qi - 1] == '\r') ? qi - 1 : qi;
       le = qi + 1;
       ends = 1;
     } else if (E == n) {
@@ -475,7 +510,7 @@ static int fast_pick(const struct ctx *c, size_t p, const struct line *start, si
       ce = le = NONE;
     }
 
-    if (ln.type == T_TEXT || ln.type == T_CLOSE) {
+    if (type == T_TEXT || type == T_CLOSE) {
       if (ce > E) {
         /* a whitespace run holding E may reach the line end past the window */
         if (E < n && is_ws(s[E])) {
@@ -486,11 +521,9 @@ static int fast_pick(const struct ctx *c, size_t p, const struct line *start, si
             size_t b;
             int cls = run_class(c, t, &b);
             if (cls == 5)
-              FINAL(t, 0, 0, ln.f);
-            if (cls >= 3 && H != NONE && t >= H) {
-              struct cand cd = {.valid = 1, .cls = cls, .a = t, .b = t, .skip = 1, .line = ln};
-              RECORD(cls, cd);
-            }
+              FINAL(t, 0, 0);
+            if (cls >= 3 && H != NONE && t >= H)
+              RECORD(cls, t);
           }
         }
         break;
@@ -500,40 +533,37 @@ static int fast_pick(const struct ctx *c, size_t p, const struct line *start, si
         while (t > pos && is_ws(s[t - 1]))
           t--;
         if (t == ce && ce == n)
-          FINAL(n, 0, 0, ln.f);
+          FINAL(n, 0, 0);
         if (t > pos) {
           size_t b;
           int cls = run_class(c, t, &b);
           if (cls == 5)
-            FINAL(t, 0, 0, ln.f);
-          if (H != NONE && t >= H) {
-            struct cand cd = {.valid = 1, .cls = cls, .a = t, .b = t, .skip = 1, .line = ln};
-            RECORD(cls, cd);
-          }
+            FINAL(t, 0, 0);
+          if (H != NONE && t >= H)
+            RECORD(cls, t);
         } else if (ce == n) {
-          FINAL(n, 0, 0, ln.f);
+          FINAL(n, 0, 0);
         }
       }
       if (le > E || le >= n)
         break;
-      pos = le;
-      classify(c, le, NULL, &ln);
+      pos = ls = le;
+      type = line_type(c, le, NULL, &f);
       continue;
     }
 
-    if (ln.type == T_OPEN) {
+    if (type == T_OPEN) {
       if (ce > E)
         break;
       if (ce == n || le == n) {
-        if (cntE + ln.f.k + (ends ? 0 : 1) <= budget)
-          FINAL(n, 1, !ends, ln.f);
+        if (cntE + f.k + (ends ? 0 : 1) <= budget)
+          FINAL(n, 1, !ends);
         break;
       }
       if (le > E)
         break;
-      struct fence f = ln.f;
-      pos = le;
-      classify(c, le, &f, &ln);
+      pos = ls = le;
+      type = line_type(c, le, &f, NULL);
       continue;
     }
 
@@ -541,39 +571,48 @@ static int fast_pick(const struct ctx *c, size_t p, const struct line *start, si
     if (ce > E)
       break;
     if (ce == n || le == n) {
-      if (cntE + ln.f.k + (ends ? 0 : 1) <= budget)
-        FINAL(n, 1, !ends, ln.f);
+      if (cntE + f.k + (ends ? 0 : 1) <= budget)
+        FINAL(n, 1, !ends);
       break;
     }
-    struct line next;
-    classify(c, le, &ln.f, &next);
-    if (next.type == T_CODE && ce > p && H != NONE && ce >= H) {
-      if (room_k != ln.f.k) {
+    int next = line_type(c, le, &f, NULL);
+    if (next == T_CODE && ce > p && H != NONE && ce >= H) {
+      if (room_k != f.k) {
         /* the last position with at most budget - 1 - k code points before it */
-        size_t room = budget >= 1 + ln.f.k ? budget - 1 - ln.f.k : 0, x = E;
+        size_t room = budget >= 1 + f.k ? budget - 1 - f.k : 0, x = E;
         if (cntE > room) {
           for (size_t back = cntE - room; back > 0 && x > p; back--)
             x = prev_cp(s, x);
         }
-        room_k = ln.f.k, room_at = x;
+        room_k = f.k, room_at = x;
       }
       if (ce <= room_at)
-        b3 = (struct cand){.valid = 1, .cls = 3, .a = ce, .inside = 1, .close_nl = 1,
-                           .cf = ln.f, .b = le, .skip = 0, .line = next};
+        a3 = ce, b3 = le, f3 = f.os, code3 = 1;
     }
     if (le > E)
       break;
-    pos = le;
-    ln = next;
+    pos = ls = le;
+    type = next;
   }
 #undef FINAL
 #undef RECORD
-  if (b4.valid)
-    *out = b4;
-  else if (b3.valid)
-    *out = b3;
-  else
+  *out = (struct cand){.valid = 1};
+  if (a4 != NONE) {
+    out->cls = 4, out->a = out->b = a4, out->skip = 1;
+    out->line.ls = l4, out->line.type = t4;
+  } else if (a3 != NONE && !code3) {
+    out->cls = 3, out->a = out->b = a3, out->skip = 1;
+    out->line.ls = l3, out->line.type = t3;
+  } else if (a3 != NONE) {
+    /* a code line end: resume on the next code line of the same block */
+    struct fence cf;
+    line_type_full(c, f3, NULL, &cf);
+    out->cls = 3, out->a = a3, out->b = b3, out->skip = 0, out->inside = 1, out->close_nl = 1;
+    out->cf = cf;
+    out->line.ls = b3, out->line.type = T_CODE, out->line.f = cf;
+  } else {
     return 0;
+  }
   return 1;
 }
 
