@@ -196,7 +196,7 @@ local function take_turn(r, msg, prompt)
   end)
   local _ <close> = setmetatable({}, { __close = function() typing:cancel() end })
 
-  local slot <close> = turns.slot(cfg().limits.max_concurrent_runs)
+  local _slot <close> = turns.slot(cfg().limits.max_concurrent_runs)
   local started = core.now()
   local outcome, run = run_claude(r, msg, prompt, session_id, model)
   local notice
@@ -208,10 +208,12 @@ local function take_turn(r, msg, prompt)
   end
 
   if outcome.session_id then
+    local usage = outcome.usage or {}
     store:record_turn(r.key, {
       session_id = outcome.session_id, project = r.project, cost = outcome.cost or 0,
-      input_tokens = outcome.usage and outcome.usage.input_tokens or 0,
-      output_tokens = outcome.usage and outcome.usage.output_tokens or 0,
+      -- JSON numbers arrive as floats
+      input_tokens = math.tointeger(usage.input_tokens or 0) or 0,
+      output_tokens = math.tointeger(usage.output_tokens or 0) or 0,
       user_id = msg.author.id,
     })
   end
@@ -247,8 +249,8 @@ bot.on("message", function(msg)
     end
     msg:reply(("Queued — %d ahead of you."):format(ahead))
   end
-  local ticket <close> = turns.enqueue(r.key, { msg = msg })
-  local guard <close> = assert(core.lock.acquire(r.key))
+  local _ticket <close> = turns.enqueue(r.key, { msg = msg })
+  local _guard <close> = assert(core.lock.acquire(r.key))
   return take_turn(r, msg, prompt)
 end)
 
