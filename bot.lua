@@ -292,7 +292,8 @@ bot.command {
     local state = run and ("running for %s"):format(duration(core.now() - run.started)) or "idle"
     if queued > 0 then state = state .. (", %d queued"):format(queued) end
     local info = bot.info() or {}
-    local latency = info.latency and ("%d ms"):format(math.floor(info.latency * 1000 + 0.5)) or "n/a"
+    local seconds = info.latency and info.latency()
+    local latency = seconds and ("%d ms"):format(math.floor(seconds * 1000 + 0.5)) or "n/a"
     ix:reply { embeds = { {
       title = "Claude session",
       color = run and 0xE67E22 or 0x2ECC71,
