@@ -52,8 +52,14 @@ foreach(spec ${SPECS})
 endforeach()
 
 if(LUACHECK AND NOT SANITIZE)
+  set(LINT_PATHS lua spec bot.lua config.lua)
+  foreach(dir bench tests)
+    if(EXISTS ${CMAKE_SOURCE_DIR}/${dir})
+      list(APPEND LINT_PATHS ${dir})
+    endif()
+  endforeach()
   add_test(NAME lint/luacheck
-           COMMAND ${LUACHECK} --codes --no-color lua spec bot.lua config.lua bench tests
+           COMMAND ${LUACHECK} --codes --no-color ${LINT_PATHS}
            WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
   set_tests_properties(lint/luacheck PROPERTIES LABELS lint)
 endif()

@@ -10,6 +10,9 @@ static const struct {
     {"log", l_log_open},
     {"signal", l_signal_open},
     {"stdio", l_stdio_open},
+    {"sqlite", l_sqlite_open},
+    {"lock", l_lock_open},
+    {"proc", l_proc_open},
     {"chunk", l_chunk_open},
 };
 

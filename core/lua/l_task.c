@@ -402,12 +402,30 @@ static int l_tasks(lua_State *L) {
   return 1;
 }
 
-/* Cancels every task but the caller. */
-static int l_cancel_all(lua_State *L) {
+/* Ends a task that is not running: undoes its pending operation and closes its
+ * coroutine, so its <close> variables run; it never resumes. */
+static void task_kill(task *t) {
+  if (t->done) return;
+  if (t->waiting && t->cancel) t->cancel(t->op);
+  t->waiting = 0;
+  t->cancel = NULL;
+  sched_remove(&t->rt->loop.ready, &t->node);
+  if (cc_closethread(t->co, t->rt->L) != LUA_OK)
+    log_error("task", "task %s: error while closing: %s", t->name, lua_tostring(t->co, -1));
+  log_debug("task", "task %s ended by shutdown", t->name);
+  task_finish(t);
+}
+
+/* Ends every task but the caller (the last step of a shutdown). */
+static int l_kill_all(lua_State *L) {
   runtime *rt = rt_get(L);
   task *self = task_current(L);
-  for (task *t = rt->tasks; t; t = t->next)
-    if (t != self) task_cancel(t);
+  task *t = rt->tasks;
+  while (t) {
+    task *next = t->next;
+    if (t != self) task_kill(t);
+    t = next;
+  }
   return 0;
 }
 
@@ -505,7 +523,7 @@ int l_task_open(lua_State *L) {
   }
   static const luaL_Reg funcs[] = {{"spawn", l_spawn},         {"run", l_run},
                                    {"sleep", l_sleep},         {"now", l_now},
-                                   {"tasks", l_tasks},         {"cancel_all", l_cancel_all},
+                                   {"tasks", l_tasks},         {"kill_all", l_kill_all},
                                    {"set_cpu_budget", l_set_cpu_budget},
                                    {"stop", l_stop},           {"exit", l_exit},
                                    {NULL, NULL}};
