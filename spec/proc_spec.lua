@@ -258,3 +258,39 @@ describe("core.proc", function()
     end)
   end)
 end)
+
+describe("shutdown", function()
+  -- A separate Lua state (lua5.4 running a script) that ends with tasks still waiting on
+  -- locks and children: closing it must kill and reap the children and free everything
+  -- (the sanitizer build runs this too).
+  local script = [[
+    local core = require "core"
+    local h = core.proc.spawn { argv = { "/bin/sh", "-c", "trap '' INT TERM; sleep 60 & wait" } }
+    io.stdout:write(h.pid, "\n")
+    io.stdout:flush()
+    core.spawn(function() local g = core.lock.acquire("x"); core.sleep(100); g:release() end)
+    core.spawn(function() h:wait() end)
+    core.run(function() core.sleep(0.01) end)
+    core.spawn(function() core.lock.acquire("x", { timeout = 50 }) end)
+    core.spawn(function() core.lock.acquire("x") end)
+    core.spawn(function() core.proc.run { argv = { "sleep", "60" }, on_line = print } end)
+    core.run(function() core.sleep(0.01) end)
+    os.exit(0, true) -- close the state
+  ]]
+
+  it("kills and reaps every child and frees waiting locks when the state closes", function()
+    core.run(function()
+      local env = {}
+      for _, name in ipairs { "LUA_PATH", "LUA_CPATH", "LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS", "PATH" } do
+        env[name] = os.getenv(name)
+      end
+      local started = core.now()
+      local r = assert(core.proc.run { argv = { "lua5.4", "-e", script }, env = env, timeout = 20 })
+      assert.equal(0, r.code, r.stderr)
+      assert.is_true(core.now() - started < 10)
+      local pid = tonumber(r.stdout:match("^(%d+)"))
+      assert.is_truthy(pid)
+      assert.is_true(wait_gone(pid))
+    end)
+  end)
+end)

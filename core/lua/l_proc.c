@@ -352,8 +352,8 @@ static double opt_seconds(lua_State *L, int tbl, const char *name) {
     if (!lua_isnumber(L, -1))
       luaL_error(L, "core.proc.spawn: %s must be a number of seconds", name);
     v = lua_tonumber(L, -1);
-    if (v < 0)
-      luaL_error(L, "core.proc.spawn: %s must be >= 0", name);
+    if (!(v >= 0 && v <= 1e9))
+      luaL_error(L, "core.proc.spawn: %s must be between 0 and 1e9 seconds", name);
   }
   lua_pop(L, 1);
   return v;
