@@ -187,7 +187,7 @@ describe("core.proc", function()
 
   it("stops the child when the waiting task is cancelled from another task", function()
     core.run(function()
-      local h = core.proc.spawn(sh("sleep 30 & wait"))
+      local h = core.proc.spawn(sh("sleep 30 & wait", { kill_grace = 0.1 }))
       local result
       local waiter = core.spawn(function() result = { h:wait() } end)
       core.spawn(function()
@@ -203,6 +203,7 @@ describe("core.proc", function()
   it("stops the child and raises when on_line raises", function()
     core.run(function()
       local h = core.proc.spawn(sh("echo boom; sleep 30", {
+        kill_grace = 0.1, -- SIGINT may reach sh before it starts sleep, and not stop it
         on_line = function() error("bad line", 0) end,
       }))
       local ok, err = pcall(h.wait, h)
