@@ -191,10 +191,13 @@ describe("core.proc", function()
       local result
       local waiter = core.spawn(function() result = { h:wait() } end)
       core.spawn(function()
-        core.sleep(0.05)
+        core.sleep(0.05) -- the child is running, the waiter waiting
         waiter:cancel()
       end)
-      core.sleep(0.1)
+      for _ = 1, 200 do
+        if result then break end
+        core.sleep(0.01)
+      end
       assert.same({ nil, "cancelled" }, result)
       assert.is_true(wait_gone(h.pid))
     end)
