@@ -203,6 +203,31 @@ describe("core.proc", function()
     end)
   end)
 
+  it("completes after a slow on_line consumer is cancelled", function()
+    core.run(function()
+      -- 20 MB of lines against a consumer stuck in its first callback: reading pauses
+      -- at the queue limit; cancelling the consumer must let the child finish anyway
+      local consumer
+      local h = core.proc.spawn(sh("yes 0123456789012345678901234567890123456789 | head -c 20000000", {
+        kill_grace = 0.1,
+        on_line = function()
+          assert(coroutine.running() == consumer, "a line was kept for after the consumer left")
+          core.sleep(60)
+        end,
+      }))
+      local waiter = core.spawn(function()
+        consumer = coroutine.running()
+        h:wait()
+      end)
+      core.sleep(0.2)
+      waiter:cancel()
+      while waiter:status() ~= "done" do core.sleep(0) end
+      local r = h:wait() -- gets no line: they were dropped with the consumer
+      assert.is_truthy(r)
+      assert.is_true(#r.stdout > 8 * 1024 * 1024)
+    end)
+  end)
+
   it("stops the child and raises when on_line raises", function()
     core.run(function()
       local h = core.proc.spawn(sh("echo boom; sleep 30", {
