@@ -13,6 +13,7 @@ static const struct {
     {"sqlite", l_sqlite_open},
     {"lock", l_lock_open},
     {"proc", l_proc_open},
+    {"chunk", l_chunk_open},
 };
 
 int luaopen_core(lua_State *L) {

@@ -14,5 +14,6 @@ int l_stdio_open(lua_State *L);
 int l_sqlite_open(lua_State *L);
 int l_lock_open(lua_State *L);
 int l_proc_open(lua_State *L);
+int l_chunk_open(lua_State *L);
 
 #endif
