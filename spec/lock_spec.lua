@@ -2,6 +2,15 @@
 -- channels needs (one turn at a time per channel, channels in parallel).
 local core = require "core"
 
+-- Waits (yielding, one loop turn at a time) until cond() holds; fails after 2 s.
+local function wait_until(cond)
+  local deadline = core.now() + 2
+  while not cond() do
+    assert(core.now() < deadline, "condition not reached in time")
+    core.sleep(0)
+  end
+end
+
 -- Handles one "message": holds the channel's lock for `secs` and records start/end.
 local function handle(log, channel, id, secs)
   local ok, err = core.lock.with(channel, function()
@@ -40,7 +49,7 @@ describe("core.lock", function()
       core.spawn(handle, log, "chan-1", "b", 0.1)
     end)
     assert.same({ "start a", "end a", "start b", "end b" }, log)
-    assert.is_true(core.now() - started >= 0.2)
+    assert.is_true(core.now() - started >= 0.19) -- libuv timers have ms granularity
   end)
 
   it("runs two channels in parallel", function()
@@ -52,7 +61,7 @@ describe("core.lock", function()
     end)
     local wall = core.now() - started
     assert.same({ "start a", "start b", "end b", "end a" }, log)
-    assert.is_true(wall >= 0.2 and wall < 0.35, "wall time " .. wall .. " is not the longer")
+    assert.is_true(wall >= 0.19 and wall < 0.35, "wall time " .. wall .. " is not the longer")
   end)
 
   it("runs three messages of one channel in arrival order", function()
@@ -78,7 +87,7 @@ describe("core.lock", function()
           order[#order + 1] = i
         end)
       end
-      core.sleep(0.01)
+      wait_until(function() return core.lock.state("c").waiting == 100 end)
       assert.same({ held = true, waiting = 100 }, core.lock.state("c"))
       guard:release()
       -- release never runs the waiter inline
@@ -93,7 +102,7 @@ describe("core.lock", function()
       local guard = core.lock.acquire("chan-1")
       core.spawn(function() core.lock.with("chan-1", function() end) end)
       core.spawn(function() core.lock.with("chan-1", function() end) end)
-      core.sleep(0)
+      wait_until(function() return core.lock.state("chan-1").waiting == 2 end)
       local st = core.lock.state("chan-1")
       assert.is_true(st.held)
       assert.equal(2, st.waiting)
@@ -101,7 +110,7 @@ describe("core.lock", function()
       -- a try-lock (timeout = 0) from another task does not wait
       local res
       core.spawn(function() res = { core.lock.acquire("chan-1", { timeout = 0 }) } end)
-      core.sleep(0)
+      wait_until(function() return res end)
       assert.same({ nil, "timeout" }, res)
       guard:release()
     end)
@@ -116,11 +125,10 @@ describe("core.lock", function()
         res = { core.lock.acquire("chan-1", { timeout = 0.05 }) }
         waited = core.now() - started
       end)
-      core.sleep(0.01)
-      assert.equal(1, core.lock.state("chan-1").waiting)
-      core.sleep(0.1)
+      wait_until(function() return core.lock.state("chan-1").waiting == 1 end)
+      wait_until(function() return res end)
       assert.same({ nil, "timeout" }, res)
-      assert.is_true(waited >= 0.045 and waited < 0.09)
+      assert.is_true(waited >= 0.04 and waited < 0.09)
       assert.equal(0, core.lock.state("chan-1").waiting)
       guard:release()
       -- the lock is usable again
@@ -171,10 +179,10 @@ describe("core.lock", function()
         result = { core.lock.acquire("chan-1") }
       end)
       core.spawn(function()
-        core.sleep(0.02)
+        wait_until(function() return core.lock.state("chan-1").waiting == 1 end)
         waiter:cancel()
       end)
-      core.sleep(0.05)
+      wait_until(function() return result[2] end)
       assert.same({ nil, "cancelled" }, result)
       assert.equal(0, core.lock.state("chan-1").waiting)
       guard:release()
@@ -205,7 +213,7 @@ describe("core.lock", function()
       core.spawn(function()
         _G.leaked_guard = core.lock.acquire("chan-1") -- kept alive, never released
       end)
-      core.sleep(0.01)
+      wait_until(function() return _G.leaked_guard end)
       core.spawn(function()
         local g <close> = core.lock.acquire("chan-1", { timeout = 1 })
         second = g ~= nil
