@@ -166,12 +166,12 @@ function M.main(opts)
   state.info.transport = "discord"
   state.transports[#state.transports + 1] = { stop = discord_transport.stop }
   core.spawn(function()
-    local ok, err = discord_transport.run {
+    local served, fatal = discord_transport.run {
       cfg = cfg, dispatch = M.dispatch, store = state.store, info = state.info,
       commands = function() return bot.commands(state.registry) end,
     }
-    if not ok then
-      log("error", err)
+    if not served then
+      log("error", fatal)
       core.stop(1)
     end
   end)
