@@ -10,7 +10,12 @@ static const struct {
     {"log", l_log_open},
     {"signal", l_signal_open},
     {"stdio", l_stdio_open},
+    {"http", l_http_open},
+    {"discord", l_discord_open},
     {"sqlite", l_sqlite_open},
+    {"lock", l_lock_open},
+    {"proc", l_proc_open},
+    {"chunk", l_chunk_open},
     {"gateway", l_gateway_open},
 };
 

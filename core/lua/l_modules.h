@@ -11,7 +11,12 @@ int l_task_open(lua_State *L);   /* merged into core itself: spawn, run, sleep, 
 int l_log_open(lua_State *L);
 int l_signal_open(lua_State *L);
 int l_stdio_open(lua_State *L);
+int l_http_open(lua_State *L);
+int l_discord_open(lua_State *L);
 int l_sqlite_open(lua_State *L);
+int l_lock_open(lua_State *L);
+int l_proc_open(lua_State *L);
+int l_chunk_open(lua_State *L);
 int l_gateway_open(lua_State *L);
 
 #endif

@@ -12,6 +12,8 @@
 --   store:reset(channel_id, user_id [, at])                             -> true | nil, err
 --   store:set_model(channel_id, model | nil, user_id [, at])            -> true | nil, err
 --   store:get_model(channel_id)           -> model | nil
+--   store:get_meta(name) -> value | nil;  store:set_meta(name, value) -> true | nil, err
+--                                          (small named strings the bot keeps)
 --   store:close()                         -> true
 --
 -- A row has: channel_id, session_id, project, model, turns and session_turns (all turns
@@ -70,6 +72,13 @@ M.migrations = {
     ALTER TABLE channel_sessions ADD COLUMN model_set_by  TEXT;
     ALTER TABLE channel_sessions ADD COLUMN model_set_at  INTEGER;
     UPDATE channel_sessions SET session_turns = turns WHERE session_id IS NOT NULL;
+  ]],
+  -- 3: small named values the bot keeps (e.g. the hash of the registered slash commands).
+  [[
+    CREATE TABLE bot_meta (
+      name  TEXT PRIMARY KEY,
+      value TEXT NOT NULL
+    );
   ]],
 }
 
@@ -308,6 +317,21 @@ function Store:get_model(channel_id)
     return nil, err
   end
   return row.model
+end
+
+function Store:get_meta(name)
+  check_id(name, "name")
+  local rows = self.db:query("SELECT value FROM bot_meta WHERE name = ?", name)
+  return rows[1] and rows[1].value
+end
+
+function Store:set_meta(name, value)
+  check_id(name, "name")
+  check_id(value, "value")
+  return in_transaction(self.db, "store " .. name, function(db)
+    must(db:run("DELETE FROM bot_meta WHERE name = ?", name))
+    must(db:run("INSERT INTO bot_meta (name, value) VALUES (?, ?)", name, value))
+  end)
 end
 
 function Store:close()

@@ -45,6 +45,7 @@ class Conn:
         self.kind = kind            # "gateway" (first URL) or "resume" (resume_gateway_url)
         q = request.query
         self.query = dict(q)
+        self.path = request.path
         self.zlib = q.get("compress") == "zlib-stream"
         self.z = zlib.compressobj() if self.zlib else None
         self.lock = asyncio.Lock()
@@ -65,7 +66,7 @@ class Conn:
         self.hello_at = None
 
     def info(self):
-        return {"id": self.id, "kind": self.kind, "query": self.query, "zlib": self.zlib,
+        return {"id": self.id, "kind": self.kind, "path": self.path, "query": self.query, "zlib": self.zlib,
                 "identified": self.identified, "session_id": self.session.id if self.session else None,
                 "opened": self.opened, "hello_at": self.hello_at, "closed": self.closed, "close_code": self.close_code,
                 "closed_by": self.closed_by, "heartbeats": self.heartbeats,

@@ -175,6 +175,28 @@ class FakeDiscord:
                 raise TimeoutError("timed out after %.1fs waiting for %s" % (timeout, what))
             self.get("/wait", version=v, timeout=min(left, 0.25))
 
+    def wait_ready(self, identifies=1, timeout=10.0):
+        """Until `identifies` Identify payloads were accepted and a connection is live and
+        identified; returns that connection's info."""
+        def check():
+            if self.state()["gateway"]["identify"] < identifies:
+                return None
+            live = [c for c in self.connections() if c["closed"] is None and c["identified"]]
+            return live[-1] if live else None
+        return self.wait_until(check, timeout, "READY #%d" % identifies)
+
+    def wait_resumed(self, resumes=1, timeout=10.0):
+        """Until `resumes` Resumes succeeded (RESUMED sent)."""
+        return self.wait_until(lambda: self.state()["gateway"]["resumed"] >= resumes, timeout,
+                               "RESUMED #%d" % resumes)
+
+    def wait_connections(self, count, timeout=10.0):
+        """Until `count` gateway connections were opened in total; returns their infos."""
+        def check():
+            conns = self.connections()
+            return conns if len(conns) >= count else None
+        return self.wait_until(check, timeout, "%d gateway connections" % count)
+
     def wait_for_bot_message(self, channel_id=None, pred=None, timeout=10.0, count=1):
         """The count-th message the bot posted in channel_id (matching pred) once it exists."""
         def check():

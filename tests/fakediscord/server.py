@@ -1329,10 +1329,10 @@ class Fake:
             self.make_tls()
         gw = web.Application()
         gw["kind"] = "gateway"
-        gw.router.add_get("/", self.gateway.handler)
+        gw.router.add_get("/{path:.*}", self.gateway.handler)
         rs = web.Application()
         rs["kind"] = "resume"
-        rs.router.add_get("/", self.gateway.handler)
+        rs.router.add_get("/{path:.*}", self.gateway.handler)
         apps = {"rest": self.rest_app(), "gateway": gw, "resume": rs, "control": self.control_app()}
         loop = asyncio.get_running_loop()
         for name, app in apps.items():

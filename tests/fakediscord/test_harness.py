@@ -197,3 +197,55 @@ def test_concurrency_per_route_recorded(fake_discord):
     run(go())
     assert fake.state()["rest"]["max_inflight_per_route"] == 2
     assert sys.version_info >= (3, 9)
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="curl not installed")
+@pytest.mark.fake_discord(scenario={"rate_limits": False}, tls=True)
+def test_curl_json_with_expect_and_multipart(fake_discord, tmp_path):
+    """libcurl's own encodings: Expect: 100-continue on large bodies, -F multipart."""
+    fake = fake_discord
+    url = "%s/channels/%s/messages" % (fake.api_url, fake.channel_id)
+    common = ["curl", "-sS", "--cacert", fake.ca_file, "-H", "Authorization: Bot " + fake.token,
+              "-A", "DiscordBot (https://example.invalid, 1.0)"]
+    body = tmp_path / "body.json"
+    body.write_text('{"content": "%s"}' % ("x" * 1999))
+    out = subprocess.run(common + ["-H", "Content-Type: application/json", "-H", "Expect: 100-continue",
+                                   "--data-binary", "@%s" % body, url],
+                         capture_output=True, text=True, timeout=20)
+    assert out.returncode == 0 and '"content": "xxx' in out.stdout, out.stdout + out.stderr
+    f = tmp_path / "report.txt"
+    f.write_text("the report\n")
+    out = subprocess.run(common + ["-F", 'payload_json={"content": "see file"};type=application/json',
+                                   "-F", "files[0]=@%s;type=text/plain" % f, url],
+                         capture_output=True, text=True, timeout=20)
+    assert out.returncode == 0, out.stderr
+    msgs = fake.bot_messages(fake.channel_id)
+    assert [m["content"][:8] for m in msgs] == ["x" * 8, "see file"]
+    assert msgs[1]["attachments"][0]["filename"] == "report.txt"
+    assert fake.file(msgs[1]["attachments"][0]["id"]) == b"the report\n"
+
+
+@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250})
+def test_wait_helpers_and_connection_path(fake_discord):
+    fake = fake_discord
+
+    async def go():
+        async with aiohttp.ClientSession() as s:
+            gw = Gateway(fake, s)
+            gw.url = fake.gateway_url + "/?v=10&encoding=json"
+            await gw.connect()
+            ready = await gw.ready()
+            info = fake.wait_ready()
+            assert info["path"] == "/" and info["query"] == {"v": "10", "encoding": "json"}
+            assert info["hello_at"] is not None and info["kind"] == "gateway"
+            await gw.recv_until(lambda p: p.get("t") == "GUILD_CREATE")
+            await gw.close(4000)
+            gw2 = await Gateway(fake, s, url=fake.resume_gateway_url).connect()
+            await gw2.hello()
+            await gw2.send({"op": 6, "d": {"token": fake.token, "session_id": ready["d"]["session_id"],
+                                           "seq": gw.seq}})
+            fake.wait_resumed()
+            conns = fake.wait_connections(2)
+            assert conns[1]["kind"] == "resume" and conns[0]["close_code"] == 4000
+            assert conns[0]["closed_by"] == "client"
+    run(go())
