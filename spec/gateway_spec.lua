@@ -1,38 +1,6 @@
--- The gateway's Lua side: intents and shards from the configuration, and core.gateway's
--- contract (misuse raises; a gateway that cannot connect keeps trying until stopped).
+-- core.gateway's contract: misuse raises; a gateway that cannot connect keeps trying
+-- until it is stopped, and every waiter wakes then.
 local core = require "core"
-local gateway = require "coordinator.gateway"
-
-describe("coordinator.gateway", function()
-  it("turns intent names into Discord's bitfield", function()
-    assert.equal(37377, gateway.intents { "GUILDS", "GUILD_MESSAGES", "DIRECT_MESSAGES", "MESSAGE_CONTENT" })
-    assert.equal(0, gateway.intents {})
-    local bits, err = gateway.intents { "GUILDS", "MESAGE_CONTENT" }
-    assert.is_nil(bits)
-    assert.equal("unknown intent: MESAGE_CONTENT", err)
-  end)
-
-  it("finds a guild's shard with (id >> 22) % count, DMs on shard 0", function()
-    -- 1200000000000000002 >> 22 = 286102294921
-    assert.equal(286102294921 % 4, gateway.shard_for("1200000000000000002", 4))
-    assert.equal(0, gateway.shard_for(nil, 4))
-    assert.equal(0, gateway.shard_for("1200000000000000002", 1))
-  end)
-
-  it("builds core.gateway.start options from the discord section", function()
-    local on_event = function() end
-    local o = assert(gateway.options({ token = "t", intents = { "GUILDS" }, compress = true,
-                                       shard_id = 1, shard_count = 2 }, "wss://g.example", { on_event = on_event }))
-    assert.same({ 1, 2 }, o.shard)
-    assert.equal("wss://g.example", o.url)
-    assert.equal(1, o.intents)
-    assert.equal(on_event, o.on_event)
-    o = assert(gateway.options({ token = "t", intents = {}, gateway_url = "wss://mine" }, "wss://asked", {}))
-    assert.equal("wss://mine", o.url)
-    assert.is_nil(o.shard)
-    assert.is_nil(gateway.options({ token = "t", intents = {} }, nil, {}))
-  end)
-end)
 
 describe("core.gateway", function()
   local function opts(extra)

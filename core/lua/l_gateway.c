@@ -14,7 +14,7 @@
  *   gw:on_event(fn)         -- replaces the handler (a policy reload keeps the connection)
  *   gw:stop([keep_session]) -- leaves (close 1000, or 4000 to stay resumable); in a task it
  *                              waits until stopped
- *   gw:wait()               -- in a task: until stopped -> true | nil, "fatal <code>: msg", code
+ *   gw:wait()               -- in a task: until stopped -> true | nil, operator_message, code
  *   gw:state(), gw:session() -> session_id, seq, resume_url; gw:latency() -> ms | nil
  *
  * `data` is d decoded once by lua-cjson: snowflakes are strings in Discord's JSON and stay
@@ -94,7 +94,7 @@ static void on_fatal(void *ud, int code, const char *message) {
 static int push_outcome(lua_State *co, lgw *g) {
   if (g->fatal_code) {
     lua_pushnil(co);
-    lua_pushfstring(co, "fatal %d: %s", g->fatal_code, g->fatal_msg ? g->fatal_msg : "");
+    lua_pushstring(co, g->fatal_msg ? g->fatal_msg : "Discord gateway closed with a fatal code");
     lua_pushinteger(co, g->fatal_code);
     return 3;
   }

@@ -282,8 +282,7 @@ def test_4004_bad_token_exits_1_with_the_fix_and_no_reconnect_loop(fake_discord,
     fatal = [ln for ln in bot.lines if ln.startswith("FATAL 4004")]
     assert fatal and "token" in fatal[0], bot.lines
     assert "4004" in bot.stderr() and "authentication failed" in bot.stderr()
-    time.sleep(1.5)  # the process is gone; nothing may connect again
-    assert len(fake.connections()) == 1
+    assert len(fake.connections()) == 1  # one attempt, no reconnect loop
 
 
 @pytest.mark.fake_discord(scenario={"heartbeat_interval": 1000, "allowed_intents": []})
