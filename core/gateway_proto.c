@@ -14,6 +14,7 @@
 #define SESSION_ID_MAX 256
 #define URL_MAX 2048
 #define SEND_QUEUE_MAX 1024
+#define GW_ZOMBIE_CLOSE_MS 1000
 
 enum after_close { AFTER_RECONNECT, AFTER_STOP };
 
@@ -714,6 +715,10 @@ void gw_tick(gw_proto *g, uint64_t now) {
         gw_log(g, GW_LOG_WARN,
                "no heartbeat ACK since the last heartbeat: zombie connection, reconnecting");
         begin_close(g, now, GW_CLOSE_CODE_RESUME, AFTER_RECONNECT, true, 0);
+        /* A peer that stopped answering will not answer the close either: give the
+         * frame a moment to leave, not the full close timeout. */
+        if (g->state == GW_CLOSING && g->close_timeout > GW_ZOMBIE_CLOSE_MS)
+          g->deadline = now + GW_ZOMBIE_CLOSE_MS;
         continue;
       }
       send_heartbeat(g, now);

@@ -288,9 +288,21 @@ static void zombie_close_that_hangs_is_aborted(void **state) {
   expect(f, "SEND {\"op\":1,");
   advance(f, 1000);
   expect(f, "CLOSE 4000");
-  advance(f, 5000); /* the peer never answers the close */
+  uint64_t closed_at = last_when(f);
+  advance(f, 5000); /* the peer never answers the close: a zombie gets 1 s */
   expect(f, "ABORT");
+  assert_int_equal(last_when(f) - closed_at, 1000);
   expect(f, "CONNECT " RESUME);
+  fx_free(f);
+
+  /* other closes wait the full close timeout for the peer's answer */
+  f = fx_ready(40000);
+  frame(f, "{\"op\":7}");
+  expect(f, "CLOSE 4000");
+  closed_at = last_when(f);
+  advance(f, 10000);
+  expect_skip_hb(f, "ABORT");
+  assert_int_equal(last_when(f) - closed_at, 5000);
   fx_free(f);
 }
 
