@@ -3,6 +3,7 @@
 -- arrived (each dispatch exactly once) and how the process ended.
 --   GW_URL GW_TOKEN GW_INTENTS GW_COMPRESS=1 GW_CA_FILE GW_BACKOFF_MAX GW_HELLO_TIMEOUT
 --   GW_READY_TIMEOUT GW_STOP_AFTER (stop cleanly after this many MESSAGE_CREATE)
+--   GW_SEND_BURST (after READY, queue this many presence updates at once)
 -- Lines: "EVENT <name> <seq> <id or ->", "FATAL <code> <message>", "STOPPED".
 local core = require "core"
 
@@ -18,6 +19,7 @@ local function say(...)
 end
 
 local stop_after = tonumber(env("GW_STOP_AFTER", "0"))
+local burst = tonumber(env("GW_SEND_BURST", "0"))
 local exit_code = 0
 
 core.run(function()
@@ -34,7 +36,13 @@ core.run(function()
     ready_timeout = tonumber(env("GW_READY_TIMEOUT", "15")),
     on_event = function(name, data, seq)
       local id = type(data) == "table" and data.id or nil
-      if name == "READY" then id = data.session_id end
+      if name == "READY" then
+        id = data.session_id
+        for i = 1, burst do
+          local ok, serr = gw:send { op = 3, d = { since = i, status = "online", afk = false } }
+          if not ok then say("SEND-FAILED", serr) end
+        end
+      end
       if name == "GUILD_CREATE" then id = data.id .. ":" .. tostring(#(data.members or {})) end
       say("EVENT", name, tostring(seq), type(id) == "string" and id or "-")
       if name == "MESSAGE_CREATE" then

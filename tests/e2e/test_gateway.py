@@ -252,6 +252,24 @@ def test_missing_hello_times_out_and_reconnects(fake_discord, drivers):
     fake.wait_until(lambda: len(fake.connections()) >= 2, timeout=6, what="reconnect after no Hello")
 
 
+@pytest.mark.fake_discord(scenario={"heartbeat_interval": 1000, "heartbeat_timeout_code": 0})
+def test_a_burst_of_payloads_stays_under_the_send_limit_and_heartbeats_go_on(fake_discord, drivers):
+    fake = fake_discord
+    bot = drivers(fake, GW_SEND_BURST=200)
+    ready(fake, bot)
+    fake.wait_until(lambda: len(fake.frames(op=3)) > 0, what="the first presence updates")
+    acks = fake.state()["gateway"]["heartbeat_acks"]
+    fake.wait_until(lambda: fake.state()["gateway"]["heartbeat_acks"] >= acks + 3, timeout=6,
+                    what="heartbeats after the burst")
+    sent = len(fake.frames(op=3))
+    # 120 per minute, minus one Identify, minus the slots kept for heartbeats
+    # (one a second here: half the window is reserved)
+    assert 0 < sent <= 120 - 60, sent
+    conn = fake.connections()[0]
+    assert conn["closed"] is None, conn  # never closed with 4008
+    assert not [ln for ln in bot.lines if ln.startswith("SEND-FAILED")]
+
+
 # ---- outages ------------------------------------------------------------------------
 
 @pytest.mark.fake_discord(scenario={"heartbeat_interval": 1000})
