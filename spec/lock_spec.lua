@@ -204,6 +204,18 @@ describe("core.lock", function()
     end)
   end)
 
+  it("is one lock table however often the module is opened", function()
+    package.loaded.core = nil
+    local again = require "core"
+    package.loaded.core = core
+    assert.are_not.equal(core, again)
+    core.run(function()
+      local guard = core.lock.acquire("chan-1")
+      assert.same({ held = true, waiting = 0 }, again.lock.state("chan-1"))
+      guard:release()
+    end)
+  end)
+
   it("raises outside a task", function()
     assert.has_error(function() core.lock.acquire("chan-1") end)
   end)
