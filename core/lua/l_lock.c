@@ -3,10 +3,12 @@
  *   local guard <close> = core.lock.acquire(key, {timeout = s})
  *       -> guard | nil, "timeout" | nil, "cancelled"
  *   guard:release()            -- idempotent; also on <close>, on __gc
+ *   guard:held()               -> bool
  *   core.lock.with(key, fn, opts) -> true, ...fn's results | nil, "timeout" | nil, "cancelled"
  *                                 (fn runs under pcall; the lock is released, then fn's
  *                                 error, if any, is raised again)
  *   core.lock.state(key)       -> {held = bool, waiting = n}
+ *   core.lock.count()          -> keys in use (held or waited for)
  *
  * A free key is taken without yielding. A release hands the key to the oldest waiter at
  * once (no barging) and wakes it through the ready queue, never inline. timeout = 0 is a
@@ -27,6 +29,8 @@
 #include "log.h"
 
 #define GUARD_MT "core.lock.guard"
+
+static const char LOCKRT_KEY = 'l';
 
 typedef struct lockrt {
   chanlock cl;
@@ -336,13 +340,21 @@ int l_lock_open(lua_State *L) {
   }
   lua_pop(L, 1);
 
-  lockrt *rt = calloc(1, sizeof *rt);
-  if (!rt)
-    return luaL_error(L, "out of memory");
-  chanlock_init(&rt->cl);
-  rt->loop = task_uvloop(L);
-  rt->refs = 1;
-  task_at_close(L, lock_at_close, rt);
+  /* One lock table per Lua state, however often the module is opened. */
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &LOCKRT_KEY);
+  lockrt *rt = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (!rt) {
+    rt = calloc(1, sizeof *rt);
+    if (!rt)
+      return luaL_error(L, "out of memory");
+    chanlock_init(&rt->cl);
+    rt->loop = task_uvloop(L);
+    rt->refs = 1;
+    task_at_close(L, lock_at_close, rt);
+    lua_pushlightuserdata(L, rt);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &LOCKRT_KEY);
+  }
 
   static const luaL_Reg funcs[] = {
       {"acquire", l_acquire}, {"state", l_state}, {"count", l_count}, {NULL, NULL}};
