@@ -236,6 +236,24 @@ describe("core.lock", function()
     _G.leaked_guard = nil
   end)
 
+  it("hands a forgotten lock to a task already waiting when the holder ends", function()
+    local waited
+    core.run(function()
+      core.spawn(function()
+        _G.leaked_guard = core.lock.acquire("chan-2") -- kept alive, never released
+        core.sleep(0.05)
+      end)
+      wait_until(function() return _G.leaked_guard end)
+      core.spawn(function()
+        local started = core.now()
+        local g <close> = core.lock.acquire("chan-2", { timeout = 5 })
+        waited = g and core.now() - started
+      end)
+    end)
+    assert.is_true(waited ~= nil and waited < 1)
+    _G.leaked_guard = nil
+  end)
+
   it("keeps no memory for 10,000 channels used once", function()
     core.run(function()
       for i = 1, 10000 do
