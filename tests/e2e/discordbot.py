@@ -30,7 +30,8 @@ def guilds_with_more_channels():
 
 
 class DiscordBot:
-    def __init__(self, tmp_path, scenario=None, tls=True, config_extra="", claude=FAKE_CLAUDE, bot_file=None):
+    def __init__(self, tmp_path, scenario=None, tls=True, config_extra="", claude=FAKE_CLAUDE, bot_file=None,
+                 limits="shutdown_grace = 3, queue_per_channel = 2"):
         scenario = dict(scenario or {})
         scenario.setdefault("heartbeat_interval", 1000)
         scenario.setdefault("guilds", guilds_with_more_channels())
@@ -66,7 +67,7 @@ class DiscordBot:
               }},
               state_dir = {json.dumps(str(tmp_path / "state"))},
               bot_file = {json.dumps(self.bot_file)},
-              limits = {{ shutdown_grace = 3, queue_per_channel = 2 }},
+              limits = {{ {limits} }},
               {config_extra}
             }}
             """))

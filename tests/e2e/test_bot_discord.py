@@ -260,3 +260,25 @@ def test_bad_token_exits_1_at_start_up(tmp_path):
         assert env.fake.state()["gateway"]["connections"] == 0
     finally:
         env.stop()
+
+
+def test_global_cap_on_concurrent_runs(tmp_path):
+    with DiscordBot(tmp_path, limits="max_concurrent_runs = 1") as env:
+        env.wait_ready()
+        t0 = time.monotonic()
+        env.fake.post_message("a [slow 1]", mention_bot=True)
+        env.fake.post_message("x [slow 1]", channel_id=SECOND_CHANNEL_ID)
+        wait_texts(env, env.fake.channel_id, lambda t: any("]: a" in x for x in t), "first channel")
+        wait_texts(env, SECOND_CHANNEL_ID, lambda t: any("]: x" in x for x in t), "second channel")
+        assert time.monotonic() - t0 >= 2.0, "one run at a time: the turns did not overlap"
+
+
+def test_dms_are_served_when_enabled(tmp_path):
+    dm_project = tmp_path / "dm-project"
+    dm_project.mkdir()
+    with DiscordBot(tmp_path, config_extra=f'access = {{ dms = true, dm_project = "{dm_project}" }},') as env:
+        env.wait_ready()
+        env.fake.post_message("hello in private", channel="dm")
+        m = env.fake.wait_for_bot_message(env.fake.dm_channel_id)
+        assert "]: hello in private" in m["content"]
+        assert env.invocations()[0]["cwd"] == os.path.realpath(dm_project)
