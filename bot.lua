@@ -240,16 +240,15 @@ bot.on("message", function(msg)
   if not allowed(r, msg.author.id, msg.roles) then return refuse(msg, r) end
   if prompt == "" then return msg:reply(HELP) end
 
-  local state = core.lock.state(r.key)
-  local ahead = (state.held and 1 or 0) + state.waiting
-  if ahead > 0 then
-    if state.waiting >= cfg().limits.queue_per_channel then
-      return msg:reply(("This channel is busy (%d waiting). Please send it again once the queue is shorter.")
-        :format(state.waiting))
-    end
-    msg:reply(("Queued — %d ahead of you."):format(ahead))
+  -- Position and place in line are taken together, before anything waits, so the
+  -- notices and the lock's FIFO order agree with the order messages arrived in.
+  local ahead = #turns.queue(r.key)
+  if ahead > cfg().limits.queue_per_channel then
+    return msg:reply(("This channel is busy (%d waiting). Please send it again once the queue is shorter.")
+      :format(ahead - 1))
   end
   local _ticket <close> = turns.enqueue(r.key, { msg = msg })
+  if ahead > 0 then core.spawn(msg.reply, msg, ("Queued — %d ahead of you."):format(ahead)) end
   local _guard <close> = assert(core.lock.acquire(r.key))
   return take_turn(r, msg, prompt)
 end)

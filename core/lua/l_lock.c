@@ -3,10 +3,12 @@
  *   local guard <close> = core.lock.acquire(key, {timeout = s})
  *       -> guard | nil, "timeout" | nil, "cancelled"
  *   guard:release()            -- idempotent; also on <close>, on __gc
+ *   guard:held()               -> bool
  *   core.lock.with(key, fn, opts) -> true, ...fn's results | nil, "timeout" | nil, "cancelled"
  *                                 (fn runs under pcall; the lock is released, then fn's
  *                                 error, if any, is raised again)
  *   core.lock.state(key)       -> {held = bool, waiting = n}
+ *   core.lock.count()          -> keys in use (held or waited for)
  *
  * A free key is taken without yielding. A release hands the key to the oldest waiter at
  * once (no barging) and wakes it through the ready queue, never inline. timeout = 0 is a
@@ -14,8 +16,7 @@
  *
  * Owners are the tasks' coroutines; a guard keeps its coroutine alive (user value), so an
  * owner is never confused with a later task. A guard its task forgot to release (no
- * <close>, no release(), task ended) is released by __gc, and at once when another task
- * asks for the key or its state and the owner is found finished. */
+ * <close>, no release()) is released when that task ends, or by __gc. */
 #include <errno.h>
 #include <lauxlib.h>
 #include <stdlib.h>
@@ -27,6 +28,8 @@
 #include "log.h"
 
 #define GUARD_MT "core.lock.guard"
+
+static const char LOCKRT_KEY = 'l';
 
 typedef struct lockrt {
   chanlock cl;
@@ -46,6 +49,7 @@ typedef struct guard {
   chanlock_req req;
   lockrt *rt;
   task *t;        /* the waiting task */
+  task *holder;   /* the task holding the key, while it does */
   waitop *w;      /* its timeout, while waiting */
   int self_ref;   /* anchors the box while it waits */
   lua_State *L;   /* a state to reach the registry from callbacks */
@@ -80,11 +84,27 @@ static void stop_timeout(guard *g) {
   }
 }
 
+static void guard_release(guard *g);
+
+/* The holder ended without releasing (no <close>, no release()): free the key now, so
+ * the tasks waiting for it go on. */
+static void holder_ended(void *ud) {
+  guard *g = ud;
+  g->holder = NULL;
+  log_warn("lock", "a task ended holding a lock without releasing it; released");
+  guard_release(g);
+}
+
+static void hold(guard *g, task *t) {
+  if (task_on_end(t, holder_ended, g) == 0) g->holder = t;
+}
+
 /* The waiter got the key: resume its task with the guard. */
 static void grant(guard *g) {
   stop_timeout(g);
   task *t = g->t;
   g->t = NULL;
+  hold(g, t);
   lua_State *co = task_thread(t);
   lua_checkstack(co, 1);
   lua_rawgeti(co, LUA_REGISTRYINDEX, g->self_ref);
@@ -94,6 +114,10 @@ static void grant(guard *g) {
 }
 
 static void guard_release(guard *g) {
+  if (g->holder) {
+    task_off_end(g->holder, holder_ended, g);
+    g->holder = NULL;
+  }
   if (g->req.state != CHANLOCK_HELD || g->rt->closed)
     return;
   chanlock_req *next = chanlock_release(&g->rt->cl, &g->req);
@@ -134,22 +158,6 @@ static void wait_cancel(void *op) {
     guard_free(g);
 }
 
-/* A holder whose coroutine has finished (returned, or failed and was closed) can never
- * release: free the key for the others. */
-static void reap_dead_holder(lockrt *rt, const char *key, size_t len) {
-  chanlock_req *h = chanlock_holder(&rt->cl, key, len);
-  if (!h)
-    return;
-  lua_State *owner = (lua_State *)h->owner;
-  lua_Debug ar;
-  int st = lua_status(owner);
-  if ((st == LUA_OK && lua_getstack(owner, 0, &ar) == 0) || (st != LUA_OK && st != LUA_YIELD)) {
-    log_warn("lock", "a task ended holding lock '%.*s' without releasing it; released",
-             (int)len, key);
-    guard_release(h->data);
-  }
-}
-
 static lockrt *rt_of(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
 
 static guard *check_guard(lua_State *L) {
@@ -173,7 +181,6 @@ static int l_acquire(lua_State *L) {
   task *t = task_check(L);
   if (rt->closed)
     return luaL_error(L, "core.lock: the runtime is shutting down");
-  reap_dead_holder(rt, key, len);
   chanlock_req *h = chanlock_holder(&rt->cl, key, len);
   if (h && h->owner == L)
     return luaL_error(L, "core.lock.acquire: this task already holds lock '%s'", key);
@@ -207,6 +214,7 @@ static int l_acquire(lua_State *L) {
   b->g = g;
   if (rc == CHANLOCK_GRANTED) {
     free(w);
+    hold(g, t);
     return 1;
   }
   if (timeout == 0) {
@@ -280,8 +288,6 @@ static int l_state(lua_State *L) {
   lockrt *rt = rt_of(L);
   size_t len;
   const char *key = luaL_checklstring(L, 1, &len);
-  if (!rt->closed)
-    reap_dead_holder(rt, key, len);
   bool held;
   size_t waiting;
   chanlock_state(&rt->cl, key, len, &held, &waiting);
@@ -336,13 +342,21 @@ int l_lock_open(lua_State *L) {
   }
   lua_pop(L, 1);
 
-  lockrt *rt = calloc(1, sizeof *rt);
-  if (!rt)
-    return luaL_error(L, "out of memory");
-  chanlock_init(&rt->cl);
-  rt->loop = task_uvloop(L);
-  rt->refs = 1;
-  task_at_close(L, lock_at_close, rt);
+  /* One lock table per Lua state, however often the module is opened. */
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &LOCKRT_KEY);
+  lockrt *rt = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (!rt) {
+    rt = calloc(1, sizeof *rt);
+    if (!rt)
+      return luaL_error(L, "out of memory");
+    chanlock_init(&rt->cl);
+    rt->loop = task_uvloop(L);
+    rt->refs = 1;
+    task_at_close(L, lock_at_close, rt);
+    lua_pushlightuserdata(L, rt);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &LOCKRT_KEY);
+  }
 
   static const luaL_Reg funcs[] = {
       {"acquire", l_acquire}, {"state", l_state}, {"count", l_count}, {NULL, NULL}};

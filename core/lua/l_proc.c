@@ -41,6 +41,8 @@
 #define QUEUE_HIGH ((size_t)8 << 20)
 #define QUEUE_LOW ((size_t)1 << 20)
 
+static const char PROCRT_KEY = 'p';
+
 typedef struct procrt {
   proc_mgr mgr;
   int refs; /* the module and every live pstate */
@@ -510,12 +512,20 @@ static const char WAIT_SRC[] =
     "return wait, run\n";
 
 int l_proc_open(lua_State *L) {
-  procrt *rt = calloc(1, sizeof *rt);
-  if (!rt)
-    return luaL_error(L, "out of memory");
-  proc_mgr_init(&rt->mgr, task_uvloop(L));
-  rt->refs = 1;
-  task_at_close(L, proc_at_close, rt);
+  /* One set of children per Lua state, however often the module is opened. */
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &PROCRT_KEY);
+  procrt *rt = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (!rt) {
+    rt = calloc(1, sizeof *rt);
+    if (!rt)
+      return luaL_error(L, "out of memory");
+    proc_mgr_init(&rt->mgr, task_uvloop(L));
+    rt->refs = 1;
+    task_at_close(L, proc_at_close, rt);
+    lua_pushlightuserdata(L, rt);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &PROCRT_KEY);
+  }
 
   lua_newtable(L); /* the module */
   lua_pushlightuserdata(L, rt);

@@ -1,5 +1,4 @@
 // fuzz-sources: core/gateway_proto.c core/json_scan.c core/inflate.c
-// fuzz-libs: -lz
 /* libFuzzer target: gateway frame handling. The input is a script of records
  *   [cmd] [len lo] [len hi] [len bytes of payload]
  * cmd % 8: 0 text frame, 1 clock advance (payload's first 2 bytes, x16 ms), 2 transport
