@@ -270,6 +270,16 @@ def test_a_burst_of_payloads_stays_under_the_send_limit_and_heartbeats_go_on(fak
     assert not [ln for ln in bot.lines if ln.startswith("SEND-FAILED")]
 
 
+@pytest.mark.fake_discord(scenario={"heartbeat_interval": 1000, "send_ready": False})
+def test_missing_ready_times_out_and_identifies_again(fake_discord, drivers):
+    fake = fake_discord
+    drivers(fake, GW_READY_TIMEOUT=1)
+    fake.wait_until(lambda: fake.state()["gateway"]["identify"] >= 2, timeout=10, what="a second identify")
+    conns = fake.connections()
+    assert conns[0]["closed_by"] == "client" and conns[0]["close_code"] not in (1000, 1001), conns[0]
+    assert fake.state()["gateway"]["identify_too_fast"] == 0
+
+
 # ---- outages ------------------------------------------------------------------------
 
 @pytest.mark.fake_discord(scenario={"heartbeat_interval": 1000})
@@ -324,7 +334,7 @@ def test_zlib_stream_with_fragments_and_a_multi_megabyte_guild_create(fake_disco
     bot = drivers(fake, GW_COMPRESS=1)
     ready(fake, bot)
     gc = bot.events("GUILD_CREATE")[0]
-    assert int(gc[2].split(":")[1]) >= 20000  # every member decoded
+    assert int(gc[2].split(":")[1]) >= 20000  # every member decoded (about 6.6 MB of JSON)
     conn = fake.connections()[0]
     assert conn["zlib"] and fake.state()["gateway"]["fragments_sent"] > 10
     exactly_once(bot, [post(fake, "compressed %d" % i) for i in range(5)])
