@@ -196,7 +196,7 @@ local function take_turn(r, msg, prompt)
   end)
   local _ <close> = setmetatable({}, { __close = function() typing:cancel() end })
 
-  local slot <close> = turns.slot(cfg().limits.max_concurrent_runs)
+  local _slot <close> = turns.slot(cfg().limits.max_concurrent_runs)
   local started = core.now()
   local outcome, run = run_claude(r, msg, prompt, session_id, model)
   local notice
@@ -208,10 +208,12 @@ local function take_turn(r, msg, prompt)
   end
 
   if outcome.session_id then
+    local usage = outcome.usage or {}
     store:record_turn(r.key, {
       session_id = outcome.session_id, project = r.project, cost = outcome.cost or 0,
-      input_tokens = outcome.usage and outcome.usage.input_tokens or 0,
-      output_tokens = outcome.usage and outcome.usage.output_tokens or 0,
+      -- JSON numbers arrive as floats
+      input_tokens = math.tointeger(usage.input_tokens or 0) or 0,
+      output_tokens = math.tointeger(usage.output_tokens or 0) or 0,
       user_id = msg.author.id,
     })
   end
@@ -238,17 +240,16 @@ bot.on("message", function(msg)
   if not allowed(r, msg.author.id, msg.roles) then return refuse(msg, r) end
   if prompt == "" then return msg:reply(HELP) end
 
-  local state = core.lock.state(r.key)
-  local ahead = (state.held and 1 or 0) + state.waiting
-  if ahead > 0 then
-    if state.waiting >= cfg().limits.queue_per_channel then
-      return msg:reply(("This channel is busy (%d waiting). Please send it again once the queue is shorter.")
-        :format(state.waiting))
-    end
-    msg:reply(("Queued — %d ahead of you."):format(ahead))
+  -- Position and place in line are taken together, before anything waits, so the
+  -- notices and the lock's FIFO order agree with the order messages arrived in.
+  local ahead = #turns.queue(r.key)
+  if ahead > cfg().limits.queue_per_channel then
+    return msg:reply(("This channel is busy (%d waiting). Please send it again once the queue is shorter.")
+      :format(ahead - 1))
   end
-  local ticket <close> = turns.enqueue(r.key, { msg = msg })
-  local guard <close> = assert(core.lock.acquire(r.key))
+  local _ticket <close> = turns.enqueue(r.key, { msg = msg })
+  if ahead > 0 then core.spawn(msg.reply, msg, ("Queued — %d ahead of you."):format(ahead)) end
+  local _guard <close> = assert(core.lock.acquire(r.key))
   return take_turn(r, msg, prompt)
 end)
 
@@ -290,7 +291,8 @@ bot.command {
     local state = run and ("running for %s"):format(duration(core.now() - run.started)) or "idle"
     if queued > 0 then state = state .. (", %d queued"):format(queued) end
     local info = bot.info() or {}
-    local latency = info.latency and ("%d ms"):format(math.floor(info.latency * 1000 + 0.5)) or "n/a"
+    local seconds = info.latency and info.latency()
+    local latency = seconds and ("%d ms"):format(math.floor(seconds * 1000 + 0.5)) or "n/a"
     ix:reply { embeds = { {
       title = "Claude session",
       color = run and 0xE67E22 or 0x2ECC71,

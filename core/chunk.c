@@ -91,12 +91,22 @@ size_t chunk_sanitize(const char *src, size_t n, char *dst, size_t *replaced) {
   const unsigned char *s = (const unsigned char *)src;
   size_t i = 0, o = 0, count = 0;
   while (i < n) {
-    /* ASCII eight bytes at a time */
+    /* ASCII eight bytes at a time, then straight to the first non-ASCII byte */
     while (i + 8 <= n) {
       uint64_t w;
       memcpy(&w, s + i, 8);
-      if (w & 0x8080808080808080ull)
+      uint64_t hi = w & 0x8080808080808080ull;
+      if (hi) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        size_t k = (size_t)__builtin_ctzll(hi) >> 3; /* the first byte is the lowest */
+#else
+        size_t k = 0;
+#endif
+        if (dst)
+          memcpy(dst + o, s + i, k);
+        i += k, o += k;
         break;
+      }
       if (dst)
         memcpy(dst + o, s + i, 8);
       i += 8, o += 8;
@@ -129,15 +139,33 @@ size_t chunk_sanitize(const char *src, size_t n, char *dst, size_t *replaced) {
 
 static int is_cont(unsigned char c) { return (c & 0xC0) == 0x80; }
 
+static size_t cont_in_word(uint64_t w);
+/* Continuation bytes among 32 bytes: four words' flags summed before one multiply. */
+static size_t cont_in_32(const unsigned char *p) {
+  uint64_t w[4], m = 0;
+  memcpy(w, p, 32);
+  for (int i = 0; i < 4; i++)
+    m += (w[i] & ~(w[i] << 1) & 0x8080808080808080ull) >> 7;
+  return (size_t)((m * 0x0101010101010101ull) >> 56);
+}
+
+/* How many of the eight bytes of w are UTF-8 continuation bytes (10xxxxxx); a multiply
+ * sums the per-byte flags, so no popcount instruction is needed. */
+static size_t cont_in_word(uint64_t w) {
+  uint64_t m = (w & ~(w << 1) & 0x8080808080808080ull) >> 7;
+  return (size_t)((m * 0x0101010101010101ull) >> 56);
+}
+
 size_t chunk_cp_count(const char *src, size_t n) {
   const unsigned char *s = (const unsigned char *)src;
   size_t i = 0, cont = 0;
+  for (; i + 32 <= n; i += 32)
+    cont += cont_in_32(s + i);
   for (; i + 8 <= n; i += 8) {
     uint64_t w;
     memcpy(&w, s + i, 8);
     /* continuation bytes are 10xxxxxx: bit 7 set, bit 6 clear */
-    uint64_t m = w & ~(w << 1) & 0x8080808080808080ull;
-    cont += (size_t)__builtin_popcountll(m);
+    cont += cont_in_word(w);
   }
   for (; i < n; i++)
     cont += is_cont(s[i]);
@@ -188,31 +216,30 @@ static int is_ws(unsigned char c) {
 }
 
 /* The type of the line starting at ls, given the block open before it (or NULL). */
-static void classify(const struct ctx *c, size_t ls, const struct fence *open,
-                     struct line *out) {
+/* The type of the line starting at ls, given the block open before it (or NULL); for an
+ * opening line, *opened gets its fence. */
+static int line_type_full(const struct ctx *c, size_t ls, const struct fence *open,
+                          struct fence *opened) {
   const unsigned char *s = c->s;
   size_t n = c->n, i = ls, cp = 0;
-  out->ls = ls;
-  out->type = open ? T_CODE : T_TEXT;
-  if (open)
-    out->f = *open;
+  int none = open ? T_CODE : T_TEXT;
   while (i < n && s[i] == ' ' && cp < 3)
     i++, cp++;
   if (i >= n || (s[i] != '`' && s[i] != '~'))
-    return;
+    return none;
   unsigned char ch = s[i];
   size_t run_at = i, k = 0;
   while (i < n && s[i] == ch) {
     i++, k++;
     if (++cp > c->fmax)
-      return;
+      return none;
   }
   if (k < 3)
-    return;
+    return none;
   int blank = 1, tick = 0;
   while (i < n && s[i] != '\n' && !(s[i] == '\r' && i + 1 < n && s[i + 1] == '\n')) {
     if (!is_cont(s[i]) && ++cp > c->fmax)
-      return;
+      return none;
     if (s[i] != ' ' && s[i] != '\t')
       blank = 0;
     if (s[i] == '`')
@@ -221,12 +248,35 @@ static void classify(const struct ctx *c, size_t ls, const struct fence *open,
   }
   if (open) {
     if (s[run_at] == s[open->run_at] && k >= open->k && blank)
-      out->type = T_CLOSE;
+      return T_CLOSE;
   } else if (ch == '~' || !tick) {
-    out->type = T_OPEN;
-    out->f.os = ls, out->f.olen = i - ls, out->f.ocp = cp;
-    out->f.run_at = run_at, out->f.k = k;
+    opened->os = ls, opened->olen = i - ls, opened->ocp = cp;
+    opened->run_at = run_at, opened->k = k;
+    return T_OPEN;
   }
+  return none;
+}
+
+/* Most lines start with neither a space nor a fence character: decided inline. */
+static inline int line_type(const struct ctx *c, size_t ls, const struct fence *open,
+                            struct fence *opened) {
+  if (ls < c->n) {
+    unsigned char ch = c->s[ls];
+    if (ch != ' ' && ch != '`' && ch != '~')
+      return open ? T_CODE : T_TEXT;
+  }
+  return line_type_full(c, ls, open, opened);
+}
+
+static void classify(const struct ctx *c, size_t ls, const struct fence *open,
+                     struct line *out) {
+  struct fence nf;
+  out->ls = ls;
+  out->type = line_type(c, ls, open, &nf);
+  if (out->type == T_OPEN)
+    out->f = nf;
+  else if (open)
+    out->f = *open;
 }
 
 static const struct fence *fence_after(const struct line *l) {
@@ -384,6 +434,188 @@ static int run_class(const struct ctx *c, size_t a, size_t *b) {
   return nl >= 2 ? 4 : nl == 1 ? 3 : -2; /* -2: decided by the caller */
 }
 
+/* From pos, where cnt code points have been counted, to the start of code point
+ * number target + 1 (or n); *cnt gets how many were counted. */
+static size_t advance(const unsigned char *s, size_t n, size_t pos, size_t *cnt,
+                      size_t target) {
+  size_t k = *cnt;
+  while (pos + 32 <= n && k + 32 <= target) {
+    k += 32 - cont_in_32(s + pos);
+    pos += 32;
+  }
+  while (pos < n && is_cont(s[pos]))
+    pos++; /* the rest of a code point counted above */
+  while (pos < n) {
+    if (!is_cont(s[pos])) {
+      if (k == target)
+        break;
+      k++;
+    }
+    pos++;
+  }
+  *cnt = k;
+  return pos;
+}
+
+/* The common case without looking at every byte: walks the window line by line and
+ * decides when the chunk is the last one or when a blank line or line end candidate lies
+ * in the second half (those classes beat everything found inside lines). Gives exactly
+ * the slow scan's answer in those cases and returns 0 in all others. Code point counts
+ * become positions: H is where the second half starts (NONE when the text ends before
+ * it), E where the window ends, with cntE code points before it. */
+static int fast_pick(const struct ctx *c, size_t p, const struct line *start, size_t budget,
+                     size_t H, size_t E, size_t cntE, struct cand *out, int *final) {
+  const unsigned char *s = c->s;
+  size_t n = c->n;
+  /* the current line: its start, type and fence (the open block, or the one it opens) */
+  size_t ls = start->ls;
+  int type = start->type;
+  struct fence f = start->f;
+  /* the latest blank-line / line-end candidates: where they end and resume */
+  size_t a4 = NONE, l4 = 0, a3 = NONE, l3 = 0, b3 = 0, f3 = 0;
+  int t4 = 0, t3 = 0, code3 = 0;
+  size_t pos = p;
+  size_t room_k = NONE, room_at = 0; /* cache: the last position fitting a closing run of k */
+  int tail = E == n; /* the window reaches the end: every line may hold the final run */
+  *final = 0;
+#define FINAL(A, INSIDE, NL)                                                               \
+  do {                                                                                     \
+    *out = (struct cand){.valid = 1, .cls = 5, .a = (A), .inside = (INSIDE),              \
+                         .close_nl = (NL)};                                                \
+    if (INSIDE)                                                                            \
+      out->cf = f;                                                                         \
+    *final = 1;                                                                            \
+    return 1;                                                                              \
+  } while (0)
+#define RECORD(CLS, A)                                                                     \
+  do {                                                                                     \
+    if ((CLS) == 4)                                                                        \
+      a4 = (A), l4 = ls, t4 = type;                                                        \
+    else                                                                                   \
+      a3 = (A), l3 = ls, t3 = type, code3 = 0;                                             \
+  } while (0)
+  for (;;) {
+    size_t lim = E < n ? E + 1 : n;
+    const unsigned char *q = pos < lim ? memchr(s + pos, '\n', lim - pos) : NULL;
+    size_t ce, le;
+    int ends = 0;
+    if (q) {
+      size_t qi = (size_t)(q - s);
+      ce = (qi > ls && s[qi - 1] == '\r') ? qi - 1 : qi;
+      le = qi + 1;
+      ends = 1;
+    } else if (E == n) {
+      ce = le = n;
+    } else {
+      ce = le = NONE;
+    }
+
+    if (type == T_TEXT || type == T_CLOSE) {
+      if (ce > E) {
+        /* a whitespace run holding E may reach the line end past the window */
+        if (E < n && is_ws(s[E])) {
+          size_t t = E;
+          while (t > pos && is_ws(s[t - 1]))
+            t--;
+          if (t > pos) {
+            size_t b;
+            int cls = run_class(c, t, &b);
+            if (cls == 5)
+              FINAL(t, 0, 0);
+            if (cls >= 3 && H != NONE && t >= H)
+              RECORD(cls, t);
+          }
+        }
+        break;
+      }
+      if (tail || (H != NONE && ce >= H)) {
+        size_t t = ce;
+        while (t > pos && is_ws(s[t - 1]))
+          t--;
+        if (t == ce && ce == n)
+          FINAL(n, 0, 0);
+        if (t > pos) {
+          size_t b;
+          int cls = run_class(c, t, &b);
+          if (cls == 5)
+            FINAL(t, 0, 0);
+          if (H != NONE && t >= H)
+            RECORD(cls, t);
+        } else if (ce == n) {
+          FINAL(n, 0, 0);
+        }
+      }
+      if (le > E || le >= n)
+        break;
+      pos = ls = le;
+      type = line_type(c, le, NULL, &f);
+      continue;
+    }
+
+    if (type == T_OPEN) {
+      if (ce > E)
+        break;
+      if (ce == n || le == n) {
+        if (cntE + f.k + (ends ? 0 : 1) <= budget)
+          FINAL(n, 1, !ends);
+        break;
+      }
+      if (le > E)
+        break;
+      pos = ls = le;
+      type = line_type(c, le, &f, NULL);
+      continue;
+    }
+
+    /* T_CODE */
+    if (ce > E)
+      break;
+    if (ce == n || le == n) {
+      if (cntE + f.k + (ends ? 0 : 1) <= budget)
+        FINAL(n, 1, !ends);
+      break;
+    }
+    int next = line_type(c, le, &f, NULL);
+    if (next == T_CODE && ce > p && H != NONE && ce >= H) {
+      if (room_k != f.k) {
+        /* the last position with at most budget - 1 - k code points before it */
+        size_t room = budget >= 1 + f.k ? budget - 1 - f.k : 0, x = E;
+        if (cntE > room) {
+          for (size_t back = cntE - room; back > 0 && x > p; back--)
+            x = prev_cp(s, x);
+        }
+        room_k = f.k, room_at = x;
+      }
+      if (ce <= room_at)
+        a3 = ce, b3 = le, f3 = f.os, code3 = 1;
+    }
+    if (le > E)
+      break;
+    pos = ls = le;
+    type = next;
+  }
+#undef FINAL
+#undef RECORD
+  *out = (struct cand){.valid = 1};
+  if (a4 != NONE) {
+    out->cls = 4, out->a = out->b = a4, out->skip = 1;
+    out->line.ls = l4, out->line.type = t4;
+  } else if (a3 != NONE && !code3) {
+    out->cls = 3, out->a = out->b = a3, out->skip = 1;
+    out->line.ls = l3, out->line.type = t3;
+  } else if (a3 != NONE) {
+    /* a code line end: resume on the next code line of the same block */
+    struct fence cf;
+    line_type_full(c, f3, NULL, &cf);
+    out->cls = 3, out->a = a3, out->b = b3, out->skip = 0, out->inside = 1, out->close_nl = 1;
+    out->cf = cf;
+    out->line.ls = b3, out->line.type = T_CODE, out->line.f = cf;
+  } else {
+    return 0;
+  }
+  return 1;
+}
+
 /* Works out one chunk starting at cur (a non-whitespace byte outside code, or a position
  * inside a block), pushes it and moves cur to where the next one starts. */
 static int one_chunk(struct ctx *c, struct chunk_result *r, struct cand *cur) {
@@ -394,23 +626,32 @@ static int one_chunk(struct ctx *c, struct chunk_result *r, struct cand *cur) {
   size_t prefix = start.type == T_CODE ? start.f.ocp + 1 : 0;
   size_t budget = c->limit - prefix;
   struct pick pk;
-  memset(&pk, 0, sizeof pk);
-  pk.half = budget / 2;
+  size_t half = budget / 2;
 
-  /* E: the end of the first `budget` code points */
-  size_t E = p;
+  /* H: where the second half of the room starts; E: where the room ends */
+  size_t cnt = 0;
+  size_t H = advance(s, n, p, &cnt, half);
+  if (cnt < half)
+    H = NONE;
+  size_t E = H == NONE ? n : advance(s, n, H, &cnt, budget);
+
   {
-    size_t cnt = 0;
-    while (E < n) {
-      if (!is_cont(s[E])) {
-        if (cnt == budget)
-          break;
-        cnt++;
-      }
-      E++;
+    struct cand fast;
+    int final = 0;
+    if (fast_pick(c, p, &start, budget, H, E, cnt, &fast, &final)) {
+      int rc = emit(r, p, &start, &fast);
+      if (rc)
+        return rc;
+      if (final)
+        cur->b = n, cur->skip = 0;
+      else
+        *cur = fast;
+      return 0;
     }
   }
   memset(c->prot, 0, E - p + 1);
+  memset(&pk, 0, sizeof pk);
+  pk.half = half;
 
   struct line ln = start;
   size_t pos = p, cp = 0;

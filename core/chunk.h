@@ -41,6 +41,13 @@
  * the added fence lines and putting back the dropped whitespace, gives back the
  * (sanitised) input byte for byte.
  *
+ * Known limits (all need unusual input): fences are read at the top level only, not
+ * inside list items or block quotes; a fence line over limit/4 code points is text to the
+ * formatter but still a fence to Discord; a chunk that starts after a hard cut, or after
+ * dropped indentation of four or more spaces, may begin with text that reads as a fence
+ * line on its own; backslash escapes are not read, so an escaped backtick still counts
+ * for inline code spans.
+ *
  * Time is linear in the input; memory is the pieces array (plus a sanitised copy when
  * the input was not valid UTF-8) and scratch proportional to the limit. */
 #ifndef CC_CHUNK_H

@@ -8,7 +8,7 @@
 #define CC_LOOP_H
 
 #include <uv.h>
-#include "sched.h"
+#include "sched_queue.h"
 
 typedef struct loop loop;
 typedef void (*loop_run_fn)(loop *l, sched_node *n);

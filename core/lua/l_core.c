@@ -16,6 +16,7 @@ static const struct {
     {"lock", l_lock_open},
     {"proc", l_proc_open},
     {"chunk", l_chunk_open},
+    {"gateway", l_gateway_open},
 };
 
 int luaopen_core(lua_State *L) {

@@ -17,5 +17,6 @@ int l_sqlite_open(lua_State *L);
 int l_lock_open(lua_State *L);
 int l_proc_open(lua_State *L);
 int l_chunk_open(lua_State *L);
+int l_gateway_open(lua_State *L);
 
 #endif

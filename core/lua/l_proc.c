@@ -20,7 +20,8 @@
  *   wait(), in order, between the waits: it may yield (e.g. to edit a Discord message).
  *   While it is busy, lines queue; beyond 8 MiB queued, reading pauses (the child then
  *   blocks on a full pipe) until the queue drains. So with on_line, wait() for the
- *   handle. If on_line raises, the child is stopped (h:kill()) and wait() raises it.
+ *   handle. If on_line raises, the child is stopped (as h:kill()), its remaining lines
+ *   are dropped, and wait() raises the error.
  * - Cancelling the task that waits stops the child (the polite escalation) and wait()
  *   returns nil, "cancelled". On shutdown every child is killed and reaped.
  * - A spawn failure is nil, "spawn: ENOENT: program not found: name" (or "... no such
@@ -40,6 +41,8 @@
 #define QUEUE_HIGH ((size_t)8 << 20)
 #define QUEUE_LOW ((size_t)1 << 20)
 
+static const char PROCRT_KEY = 'p';
+
 typedef struct procrt {
   proc_mgr mgr;
   int refs; /* the module and every live pstate */
@@ -57,6 +60,7 @@ typedef struct pstate {
   lua_Integer qhead, qtail;
   size_t qbytes;
   int paused;
+  int discard;      /* nobody will consume lines any more: drop them */
   int result_ref;
   task *waiter;
   int box_alive;
@@ -115,6 +119,8 @@ static void push_stream(lua_State *L, enum proc_stream st) {
 
 static void line_arrived(void *ud, enum proc_stream st, const char *line, size_t len) {
   pstate *s = ud;
+  if (s->discard)
+    return;
   if (s->waiter) {
     task *t = s->waiter;
     s->waiter = NULL;
@@ -188,11 +194,32 @@ static pstate *check_handle(lua_State *L, int idx) {
   return ((box *)luaL_checkudata(L, idx, HANDLE_MT))->s;
 }
 
-static void next_cancel(void *op) {
-  pstate *s = op;
+/* The consumer gave up (its task was cancelled, or on_line raised): stop the child,
+ * and drop queued and future lines so a paused pipe cannot keep it from completing. */
+static void abandon(pstate *s) {
   s->waiter = NULL;
-  if (s->p)
+  s->discard = 1;
+  if (s->queue_ref != LUA_NOREF) {
+    luaL_unref(s->L, LUA_REGISTRYINDEX, s->queue_ref);
+    lua_newtable(s->L);
+    s->queue_ref = luaL_ref(s->L, LUA_REGISTRYINDEX);
+  }
+  s->qhead = s->qtail = 0;
+  s->qbytes = 0;
+  if (s->p) {
     proc_kill(s->p, 0);
+    if (s->paused) {
+      s->paused = 0;
+      proc_resume(s->p);
+    }
+  }
+}
+
+static void next_cancel(void *op) { abandon(op); }
+
+static int l_abandon(lua_State *L) {
+  abandon(check_handle(L, 1));
+  return 0;
 }
 
 /* _next(h) -> "line", stream, line | "done", result; yields while there is neither. */
@@ -352,8 +379,8 @@ static double opt_seconds(lua_State *L, int tbl, const char *name) {
     if (!lua_isnumber(L, -1))
       luaL_error(L, "core.proc.spawn: %s must be a number of seconds", name);
     v = lua_tonumber(L, -1);
-    if (v < 0)
-      luaL_error(L, "core.proc.spawn: %s must be >= 0", name);
+    if (!(v >= 0 && v <= 1e9))
+      luaL_error(L, "core.proc.spawn: %s must be between 0 and 1e9 seconds", name);
   }
   lua_pop(L, 1);
   return v;
@@ -457,17 +484,20 @@ static void proc_at_close(void *ud) {
 
 /* wait() and run() in Lua, so on_line can yield without C continuations. */
 static const char WAIT_SRC[] =
-    "local next_event, on_line_of, spawn = ...\n"
+    "local next_event, on_line_of, abandon, spawn = ...\n"
+    "local setmetatable = setmetatable\n"
+    "-- Whatever ends a wait early (on_line raising, the task cancelled while on_line\n"
+    "-- waits for something else) stops the child and drops its remaining lines.\n"
+    "local closer_mt = { __close = function(c) if not c.finished then abandon(c.h) end end }\n"
     "local function wait(h)\n"
     "  local on_line = on_line_of(h)\n"
+    "  local closer <close> = setmetatable({ h = h }, closer_mt)\n"
     "  while true do\n"
     "    local kind, a, b = next_event(h)\n"
     "    if kind == 'line' then\n"
-    "      if on_line then\n"
-    "        local ok, err = pcall(on_line, a, b)\n"
-    "        if not ok then h:kill(); error(err, 0) end\n"
-    "      end\n"
+    "      if on_line then on_line(a, b) end\n"
     "    elseif kind == 'done' then\n"
+    "      closer.finished = true\n"
     "      return a\n"
     "    else\n"
     "      return nil, a\n"
@@ -482,12 +512,20 @@ static const char WAIT_SRC[] =
     "return wait, run\n";
 
 int l_proc_open(lua_State *L) {
-  procrt *rt = calloc(1, sizeof *rt);
-  if (!rt)
-    return luaL_error(L, "out of memory");
-  proc_mgr_init(&rt->mgr, task_uvloop(L));
-  rt->refs = 1;
-  task_at_close(L, proc_at_close, rt);
+  /* One set of children per Lua state, however often the module is opened. */
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &PROCRT_KEY);
+  procrt *rt = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (!rt) {
+    rt = calloc(1, sizeof *rt);
+    if (!rt)
+      return luaL_error(L, "out of memory");
+    proc_mgr_init(&rt->mgr, task_uvloop(L));
+    rt->refs = 1;
+    task_at_close(L, proc_at_close, rt);
+    lua_pushlightuserdata(L, rt);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &PROCRT_KEY);
+  }
 
   lua_newtable(L); /* the module */
   lua_pushlightuserdata(L, rt);
@@ -504,8 +542,9 @@ int l_proc_open(lua_State *L) {
     return lua_error(L);
   lua_pushcfunction(L, l_next);
   lua_pushcfunction(L, l_on_line_of);
+  lua_pushcfunction(L, l_abandon);
   lua_pushvalue(L, spawn);
-  lua_call(L, 3, 2); /* wait, run */
+  lua_call(L, 4, 2); /* wait, run */
   lua_setfield(L, spawn - 1, "run");
   lua_setfield(L, mt_methods, "wait");
 

@@ -6,6 +6,7 @@
 #include "l_task.h"
 
 #include <lauxlib.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,8 +45,15 @@ typedef struct runtime {
   int closed;
 } runtime;
 
+typedef struct end_hook {
+  void (*fn)(void *ud);
+  void *ud;
+} end_hook;
+
 struct task {
   sched_node node;
+  end_hook *end_hooks; /* malloc'd, run by task_finish */
+  int nend_hooks;
   runtime *rt;
   lua_State *co;
   int ref;             /* registry anchor while alive */
@@ -149,10 +157,36 @@ static void cpu_hook(lua_State *L, lua_Debug *ar) {
   }
 }
 
+int task_on_end(task *t, void (*fn)(void *ud), void *ud) {
+  end_hook *h = realloc(t->end_hooks, sizeof *h * (size_t)(t->nend_hooks + 1));
+  if (!h) return -ENOMEM;
+  t->end_hooks = h;
+  h[t->nend_hooks++] = (end_hook){fn, ud};
+  return 0;
+}
+
+void task_off_end(task *t, void (*fn)(void *ud), void *ud) {
+  for (int i = 0; i < t->nend_hooks; i++)
+    if (t->end_hooks[i].fn == fn && t->end_hooks[i].ud == ud) {
+      t->end_hooks[i] = t->end_hooks[--t->nend_hooks];
+      return;
+    }
+}
+
+static void run_end_hooks(task *t) {
+  end_hook *h = t->end_hooks;
+  int n = t->nend_hooks;
+  t->end_hooks = NULL;
+  t->nend_hooks = 0;
+  for (int i = 0; i < n; i++) h[i].fn(h[i].ud);
+  free(h);
+}
+
 static void task_finish(task *t) {
   runtime *rt = t->rt;
   lua_State *L = t->co; /* still usable after it ended; keeps other stacks untouched */
   t->done = 1;
+  run_end_hooks(t);
   if (t->prev) t->prev->next = t->next;
   else rt->tasks = t->next;
   if (t->next) t->next->prev = t->prev;
@@ -475,11 +509,15 @@ static int runtime_gc(lua_State *L) {
   if (rt->closed) return 0;
   rt->closed = 1;
   /* Undo every pending operation so each frees its memory, then close the loop. */
-  for (task *t = rt->tasks; t; t = t->next)
+  for (task *t = rt->tasks; t; t = t->next) {
     if (t->waiting && t->cancel) {
       t->cancel(t->op);
       t->cancel = NULL;
     }
+    free(t->end_hooks);
+    t->end_hooks = NULL;
+    t->nend_hooks = 0;
+  }
   run_closers(rt);
   int rc = loop_close(&rt->loop);
   if (rc != 0) log_warn("task", "event loop closed with handles still open (%s)", uv_strerror(rc));

@@ -33,6 +33,11 @@ lua_State *task_thread(task *t);
  * cancelled task that tries to wait again gets an error, so it unwinds. */
 void task_cancel(task *t);
 int task_is_cancelled(const task *t);
+/* Runs fn(ud) once when t ends: it returned, failed (after its <close> variables ran)
+ * or was ended by shutdown. task_off_end() removes it again (e.g. when a lock guard is
+ * released normally). Returns 0, or -ENOMEM. */
+int task_on_end(task *t, void (*fn)(void *ud), void *ud);
+void task_off_end(task *t, void (*fn)(void *ud), void *ud);
 /* The libuv loop of this Lua state's runtime. */
 uv_loop_t *task_uvloop(lua_State *L);
 /* Runs fn(ud) when the runtime shuts down, before its handles are closed (for example to

@@ -5,6 +5,7 @@ local config = require "coordinator.config"
 local bot = require "coordinator.bot"
 local console = require "coordinator.console"
 local sessions = require "coordinator.sessions"
+local discord_transport = require "coordinator.discord_transport"
 
 local M = {}
 
@@ -15,7 +16,7 @@ local state = {
   stopping = false,
   store = nil,      -- the session store, opened under cfg.state_dir
   info = { started = nil, transport = nil, latency = nil },
-  transports = {}, -- tasks that bring work in; cancelled first at shutdown
+  transports = {}, -- what brings work in: {stop = fn}, stopped first at shutdown
 }
 
 local function log(level, msg) core.log[level]("host", msg) end
@@ -81,6 +82,7 @@ local function reload()
     log("error", "reload failed, the running configuration stays: " .. err)
     return
   end
+  if state.info.transport == "discord" then discord_transport.reloaded() end
   log("info", "reloaded")
 end
 
@@ -99,7 +101,7 @@ local function shutdown(signal)
     return
   end
   state.stopping = true
-  for _, t in ipairs(state.transports) do t:cancel() end
+  for _, t in ipairs(state.transports) do t.stop() end
   local grace = state.cfg.limits.shutdown_grace
   log("info", ("SIG%s: shutting down; waiting up to %g s for %d running task(s)")
     :format(signal, grace, core.tasks() - 1))
@@ -151,7 +153,8 @@ function M.main(opts)
 
   if opts.console then
     state.info.transport = "console"
-    state.transports[#state.transports + 1] = core.spawn(console.run, M.dispatch, M.find_command)
+    local reader = core.spawn(console.run, M.dispatch, M.find_command)
+    state.transports[#state.transports + 1] = { stop = function() reader:cancel() end }
     log("info", "console mode: each line you type is a message to the bot; /status, /model, /reset, /stop work")
     if not M.find_program(cfg.claude.command) then
       log("warn", ("claude.command %q was not found: install Claude Code with "
@@ -160,8 +163,19 @@ function M.main(opts)
     end
     return nil
   end
-  log("error", "the Discord transport is not available in this build; use --console")
-  return 1
+  state.info.transport = "discord"
+  state.transports[#state.transports + 1] = { stop = discord_transport.stop }
+  core.spawn(function()
+    local served, fatal = discord_transport.run {
+      cfg = cfg, dispatch = M.dispatch, store = state.store, info = state.info,
+      commands = function() return bot.commands(state.registry) end,
+    }
+    if not served then
+      log("error", fatal)
+      core.stop(1)
+    end
+  end)
+  return nil
 end
 
 return M

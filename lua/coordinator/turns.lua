@@ -45,7 +45,7 @@ end
 -- Waits until fewer than `cap` turns run, in arrival order (the gate lock keeps the
 -- order; while every slot is taken the first in line looks again every 50 ms).
 function M.slot(cap)
-  local gate <close> = assert(core.lock.acquire("coordinator.turns.gate"))
+  local _gate <close> = assert(core.lock.acquire("coordinator.turns.gate"))
   while slots.used >= cap do core.sleep(0.05) end
   slots.used = slots.used + 1
   local released = false

@@ -45,6 +45,7 @@ class Conn:
         self.kind = kind            # "gateway" (first URL) or "resume" (resume_gateway_url)
         q = request.query
         self.query = dict(q)
+        self.path = request.path
         self.zlib = q.get("compress") == "zlib-stream"
         self.z = zlib.compressobj() if self.zlib else None
         self.lock = asyncio.Lock()
@@ -62,11 +63,12 @@ class Conn:
         self.sent = []              # server payloads: {op, t, s}
         self.tasks = []
         self.close_done = None
+        self.hello_at = None
 
     def info(self):
-        return {"id": self.id, "kind": self.kind, "query": self.query, "zlib": self.zlib,
+        return {"id": self.id, "kind": self.kind, "path": self.path, "query": self.query, "zlib": self.zlib,
                 "identified": self.identified, "session_id": self.session.id if self.session else None,
-                "opened": self.opened, "closed": self.closed, "close_code": self.close_code,
+                "opened": self.opened, "hello_at": self.hello_at, "closed": self.closed, "close_code": self.close_code,
                 "closed_by": self.closed_by, "heartbeats": self.heartbeats,
                 "received": len(self.received), "sent": self.sent, "acks": self.acks}
 
@@ -84,7 +86,8 @@ class Gateway:
         self.counters = {"connections": 0, "identify": 0, "resume": 0, "resumed": 0,
                          "resume_wrong_url": 0, "invalid_session_sent": 0, "heartbeats": 0,
                          "heartbeat_acks": 0, "heartbeat_seq_mismatch": 0, "frames_received": 0,
-                         "fragments_sent": 0}
+                         "fragments_sent": 0, "identify_too_fast": 0}
+        self.identify_times = {}    # rate-limit bucket (shard_id % max_concurrency) -> monotonic
         self.frames = []            # every client payload, across connections
         self.acks_default = True
         self.session_start_remaining = self.cfg["session_start_remaining"]
@@ -264,9 +267,14 @@ class Gateway:
     async def _hello(self, conn):
         if self.cfg["hello_delay"]:
             await asyncio.sleep(self.cfg["hello_delay"])
+        if self.cfg["op7_before_hello"] > 0:
+            self.cfg["op7_before_hello"] -= 1
+            await self.send(conn, {"op": 7, "s": None, "t": None, "d": None})
+            return
         if not self.cfg["send_hello"]:
             return
         conn.last_heartbeat = time.monotonic()
+        conn.hello_at = time.time()
         await self.send(conn, {"op": 10, "s": None, "t": None,
                                "d": {"heartbeat_interval": self.cfg["heartbeat_interval"]}})
         code = self.cfg["heartbeat_timeout_code"]
@@ -365,6 +373,15 @@ class Gateway:
         if self.session_start_remaining <= 0:
             await self.close(conn, 4004, "Authentication failed.")
             return
+        rl_key = shard[0] % max(1, self.cfg["max_concurrency"])
+        last = self.identify_times.get(rl_key)
+        now = time.monotonic()
+        if last is not None and now - last < self.cfg["identify_window"]:
+            self.counters["identify_too_fast"] += 1
+            if self.cfg["enforce_identify_window"]:
+                await self.invalid_session(conn, False)
+                return
+        self.identify_times[rl_key] = now
         self.session_start_remaining -= 1
         sid = "%032x" % random.getrandbits(128)
         s = Session(sid, shard, intents, _redact(d, self.cfg["token"]))

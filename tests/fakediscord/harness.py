@@ -3,7 +3,7 @@
     from fakediscord.harness import FakeDiscord
 
     with FakeDiscord({"heartbeat_interval": 300}, tls=True) as fake:
-        env = fake.bot_env()            # api_url, gateway_url, token, CA file for the bot
+        cfg = fake.settings()           # token, api_url, gateway_url, application_id, ca_file
         ...start the bot...
         fake.wait_until(lambda: fake.state()["gateway"]["identify"] == 1, what="identify")
         fake.post_message("hello", mention_bot=True)
@@ -129,14 +129,10 @@ class FakeDiscord:
     other_user_id = property(lambda self: self.world["other_user_id"])
     role_id = property(lambda self: self.world["role_id"])
 
-    def bot_env(self):
-        """Environment variables an end-to-end test can hand to the bot."""
-        env = {"DISCORD_TOKEN": self.token, "DISCORD_API_URL": self.api_url,
-               "DISCORD_GATEWAY_URL": self.gateway_url, "DISCORD_APPLICATION_ID": self.application_id}
-        if self.ca_file:
-            env.update({"CURL_CA_BUNDLE": self.ca_file, "SSL_CERT_FILE": self.ca_file,
-                        "DISCORD_CA_FILE": self.ca_file})
-        return env
+    def settings(self):
+        """What a bot needs to talk to this fake, in one dict (map it onto the bot's config)."""
+        return {"token": self.token, "api_url": self.api_url, "gateway_url": self.gateway_url,
+                "application_id": self.application_id, "ca_file": self.ca_file}
 
     # ---- raw control calls -----------------------------------------------
 
@@ -178,6 +174,28 @@ class FakeDiscord:
             if left <= 0:
                 raise TimeoutError("timed out after %.1fs waiting for %s" % (timeout, what))
             self.get("/wait", version=v, timeout=min(left, 0.25))
+
+    def wait_ready(self, identifies=1, timeout=10.0):
+        """Until `identifies` Identify payloads were accepted and a connection is live and
+        identified; returns that connection's info."""
+        def check():
+            if self.state()["gateway"]["identify"] < identifies:
+                return None
+            live = [c for c in self.connections() if c["closed"] is None and c["identified"]]
+            return live[-1] if live else None
+        return self.wait_until(check, timeout, "READY #%d" % identifies)
+
+    def wait_resumed(self, resumes=1, timeout=10.0):
+        """Until `resumes` Resumes succeeded (RESUMED sent)."""
+        return self.wait_until(lambda: self.state()["gateway"]["resumed"] >= resumes, timeout,
+                               "RESUMED #%d" % resumes)
+
+    def wait_connections(self, count, timeout=10.0):
+        """Until `count` gateway connections were opened in total; returns their infos."""
+        def check():
+            conns = self.connections()
+            return conns if len(conns) >= count else None
+        return self.wait_until(check, timeout, "%d gateway connections" % count)
 
     def wait_for_bot_message(self, channel_id=None, pred=None, timeout=10.0, count=1):
         """The count-th message the bot posted in channel_id (matching pred) once it exists."""

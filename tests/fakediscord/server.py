@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import signal
 import ssl
 import subprocess
@@ -91,7 +92,9 @@ class Fake:
         self.requests = []
         self.rest = {"requests": 0, "exhausted_hits": 0, "early_retries": 0, "rate_limited": 0,
                      "global_rate_limited": 0, "invalid_requests": 0, "bad_auth": 0,
-                     "bad_user_agent": 0, "nonce_dedup": 0, "injected": 0, "validation_errors": 0}
+                     "bad_user_agent": 0, "nonce_dedup": 0, "injected": 0, "validation_errors": 0,
+                     "max_inflight_per_route": 0}
+        self.inflight = {}        # (route, major) -> requests being answered
         self.buckets = {}
         self.blocked = {}         # (route, major) -> monotonic until (after an injected 429)
         self.global_times = deque()
@@ -419,7 +422,16 @@ class Fake:
                "status": None, "rate_limited": False, "injected": None}
         self.requests.append(rec)
         self.rest["requests"] += 1
-        resp = await self._rest_inner(request, handler, rec, route, auth)
+        key = (route, self.major(route, mi)) if route else None
+        if key:
+            n = self.inflight[key] = self.inflight.get(key, 0) + 1
+            if n > self.rest["max_inflight_per_route"]:
+                self.rest["max_inflight_per_route"] = n
+        try:
+            resp = await self._rest_inner(request, handler, rec, route, auth)
+        finally:
+            if key:
+                self.inflight[key] -= 1
         rec["status"] = resp.status
         if resp.status in (401, 403, 429):
             self.rest["invalid_requests"] += 1
@@ -817,7 +829,7 @@ class Fake:
         body, files = request["body"], request["files"]
         if it["acked"] is None:
             return self._record_followup(request, "followup", jresp(
-                400, {"message": "Interaction has not been acknowledged.", "code": 40060}))
+                404, {"message": "Unknown Webhook", "code": 10015}), it)
         if body is None:
             return self._record_followup(request, "followup", jresp(
                 400, {"code": 50109, "message": "The request body contains invalid JSON."}))
@@ -1317,10 +1329,10 @@ class Fake:
             self.make_tls()
         gw = web.Application()
         gw["kind"] = "gateway"
-        gw.router.add_get("/", self.gateway.handler)
+        gw.router.add_get("/{path:.*}", self.gateway.handler)
         rs = web.Application()
         rs["kind"] = "resume"
-        rs.router.add_get("/", self.gateway.handler)
+        rs.router.add_get("/{path:.*}", self.gateway.handler)
         apps = {"rest": self.rest_app(), "gateway": gw, "resume": rs, "control": self.control_app()}
         loop = asyncio.get_running_loop()
         for name, app in apps.items():
@@ -1358,6 +1370,7 @@ async def amain(args):
         with open(args.scenario_file) as f:
             scenario.update(json.load(f))
     cfg = world.merge_scenario(scenario)
+    own_dir = not args.state_dir
     state_dir = args.state_dir or tempfile.mkdtemp(prefix="fakediscord-")
     fake = Fake(cfg, state_dir)
     await fake.start()
@@ -1374,8 +1387,12 @@ async def amain(args):
     sys.stdout.write(json.dumps(fake.urls) + "\n")
     sys.stdout.flush()
     log.info("listening: %s", fake.urls)
-    await stop.wait()
-    await fake.stop()
+    try:
+        await stop.wait()
+        await fake.stop()
+    finally:
+        if own_dir:
+            shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def main():

@@ -349,6 +349,9 @@ def test_interactions_slash_defer_followup_and_timeouts(fake_discord):
             cb = "/interactions/%s/%s/callback" % (it["id"], it["token"])
             st, body, _ = await r.req("POST", "/interactions/%s/wrongtoken/callback" % it["id"], {"type": 5})
             assert st == 404 and body["code"] == 10062
+            st, body, _ = await r.req("POST", "/webhooks/%s/%s" % (fake.application_id, it["token"]),
+                                      {"content": "too early"})
+            assert st == 404 and body["code"] == 10015  # no webhook before the first callback
             st, body, _ = await r.req("POST", cb, {"type": 5}, auth=False)  # no Authorization needed
             assert st == 204 and body is None
             st, body, _ = await r.req("POST", cb, {"type": 4, "data": {"content": "again"}})
@@ -382,7 +385,7 @@ def test_interactions_slash_defer_followup_and_timeouts(fake_discord):
     assert [m["via"] for m in msgs] == ["callback", "followup"]
     responses = fake.interaction_responses()
     assert [(x["kind"], x["status"]) for x in responses] == [
-        ("callback", 404), ("callback", 204), ("callback", 400), ("edit", 200), ("followup", 200),
+        ("callback", 404), ("followup", 404), ("callback", 204), ("callback", 400), ("edit", 200), ("followup", 200),
         ("edit", 200), ("followup", 400), ("callback", 404), ("followup", 401)]
 
 

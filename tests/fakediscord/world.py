@@ -58,6 +58,9 @@ DEFAULTS = {
     "fragment_size": 0,                  # >0: split each server message into frames of N bytes
     "fragment_compressed": True,         # zlib-stream messages always span >= 2 frames
     "fragment_text": False,              # also split uncompressed (text) messages
+    "identify_window": 5.0,              # s; max_concurrency identifies per window per bucket
+    "enforce_identify_window": False,    # True: a too-early Identify gets op 9 false (else only counted)
+    "op7_before_hello": 0,               # the next N connections get op 7 instead of Hello
     "strict_resume_url": True,           # Resume on the first URL answers op 9 false
     "guild_create_members": 0,           # pad GUILD_CREATE with N members (megabyte READY tests)
     "echo_bot_messages": True,           # dispatch MESSAGE_CREATE for the bot's own posts

@@ -12,7 +12,7 @@
 
 #include "l_modules.h"
 #include "loop.h"
-#include "sched.h"
+#include "sched_queue.h"
 
 /* ---- the pure ready queue ---- */
 

@@ -373,6 +373,14 @@ static void test_spawn_failures(void **state) {
   /* not a directory */
   o.cwd = "/bin/sh";
   assert_int_equal(proc_spawn(&f->mgr, &o, &x.p, err, sizeof err), UV_ENOTDIR);
+  /* exec itself fails (a directory): uv_spawn's own error path, handles closed */
+  const char *argv4[] = {"/tmp", NULL};
+  o.argv = argv4;
+  o.cwd = NULL;
+  rc = proc_spawn(&f->mgr, &o, &x.p, err, sizeof err);
+  assert_int_equal(rc, UV_EACCES);
+  assert_non_null(strstr(err, "spawn: EACCES"));
+  assert_non_null(strstr(err, "/tmp"));
   /* a failed spawn never completes */
   uv_run(&f->loop, UV_RUN_NOWAIT);
   assert_int_equal(x.done, 0);

@@ -1,6 +1,6 @@
 /* Ready queue of the task scheduler: an intrusive FIFO, pure logic (no loop, no Lua). */
-#ifndef CC_SCHED_H
-#define CC_SCHED_H
+#ifndef CC_SCHED_QUEUE_H
+#define CC_SCHED_QUEUE_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-#include "sched.h"
+#include "sched_queue.h"
 
 void sched_init(sched_queue *q) {
   q->head = q->tail = NULL;
