@@ -38,6 +38,13 @@ def test_mention_gets_a_chunked_reply_with_fences_intact(env):
     assert env.fake.typing(), "the typing indicator was shown"
 
 
+def test_an_empty_mention_gets_a_one_line_help(env):
+    env.fake.post_message("", mention_bot=True)
+    m = env.fake.wait_for_bot_message(env.fake.channel_id)
+    assert m["content"].startswith("Mention me with what you want done")
+    assert env.invocations() == []
+
+
 def test_messages_without_a_mention_are_ignored_but_an_all_channel_answers(env):
     env.fake.post_message("just chatting")
     env.fake.post_message("chatting here too", channel_id=SECOND_CHANNEL_ID)

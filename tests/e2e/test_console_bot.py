@@ -16,7 +16,7 @@ def console(tmp_path):
     """Starts the bot in console mode; returns (bot, log_path, project)."""
     started = []
 
-    def start(claude=FAKE_CLAUDE, project=None, extra=""):
+    def start(claude=FAKE_CLAUDE, project=None, extra="", timeout=30):
         project = project or str(tmp_path / "project")
         os.makedirs(project, exist_ok=True)
         log = tmp_path / "claude.log"
@@ -24,7 +24,7 @@ def console(tmp_path):
         cfg.write_text(textwrap.dedent(f"""\
             return {{
               claude = {{ command = {json.dumps(claude)}, models = {{ "sonnet", "opus" }},
-                         timeout = 30, kill_grace = 2,
+                         timeout = {timeout}, kill_grace = 2,
                          env = {{ FAKE_CLAUDE_LOG = env "FAKE_CLAUDE_LOG" }} }},
               console = {{ project = {json.dumps(project)} }},
               state_dir = {json.dumps(str(tmp_path / "state"))},
@@ -215,3 +215,27 @@ def test_messages_in_one_channel_run_in_order_with_queue_notices(console):
     bot.wait_stdout("]: c")
     out = bot.stdout
     assert out.index("]: a") < out.index("]: b") < out.index("]: c")
+
+
+def test_timeout_stops_the_turn_and_says_after_how_long(console):
+    bot, log, _ = console(timeout=1)
+    bot.send("endless [slow 20]")
+    bot.wait_stdout("Stopped: the turn ran longer than 1 s (claude.timeout in config.lua).")
+    pid = invocations(log)[0]["pid"]
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_reset_while_a_turn_runs_is_refused(console):
+    bot, _, _ = console()
+    bot.send("busy [slow 3]")
+    bot.send("/status")
+    bot.wait_stdout("State: running for")
+    bot.send("/reset")
+    bot.wait_stdout("answer y/N:")
+    bot.send("y")
+    bot.wait_stdout("A turn is running in this channel: use /stop first, then /reset.")
+    bot.wait_stdout("]: busy [slow 3]")
+    bot.send("/status")
+    bot.wait_stdout("State: idle")
+    assert "Session: none" not in bot.stdout.rsplit("## Claude session", 1)[1]
