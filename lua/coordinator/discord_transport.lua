@@ -145,7 +145,10 @@ function Transport:interaction(d)
     parent_id = self:parent_of(d.channel_id, guild_id),
     message = present(d.message), transport = "discord",
   }
+  local watchdog
   local function answer(kind, p)
+    -- The watchdog may be sending the deferral right now: leave it alone then.
+    if not state.deferred then watchdog:cancel() end
     state.answered = true
     if state.deferred then return discord.edit_original(app_id, d.token, p) end
     return discord.interaction_callback(ix, kind, p)
@@ -169,11 +172,8 @@ function Transport:interaction(d)
   end
   function ix.followup(_, p) return discord.follow_up(app_id, d.token, payload_of(p)) end
   function ix.edit_original(_, p) return discord.edit_original(app_id, d.token, payload_of(p)) end
-  core.spawn(function()
-    if core.sleep(DEFER_AFTER) and not state.answered then
-      state.watchdog = true
-      ix:defer()
-    end
+  watchdog = core.spawn(function()
+    if core.sleep(DEFER_AFTER) and not state.answered then ix:defer() end
   end)
   return ix
 end
@@ -186,6 +186,9 @@ function Transport:on_event(name, d)
       d.user and d.user.username or "?", self.user_id or "?", #(d.guilds or {})))
     self:register_commands()
   elseif name == "GUILD_CREATE" then
+    for _, ch in ipairs(d.channels or {}) do
+      if not THREAD_TYPES[ch.type] then self.parents[ch.id] = false end
+    end
     self:learn_threads(d.threads)
   elseif name == "THREAD_CREATE" or name == "THREAD_UPDATE" then
     self:learn_threads({ d })

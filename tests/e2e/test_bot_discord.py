@@ -289,3 +289,22 @@ def test_dms_are_served_when_enabled(tmp_path):
         m = env.fake.wait_for_bot_message(env.fake.dm_channel_id)
         assert "]: hello in private" in m["content"]
         assert env.invocations()[0]["cwd"] == os.path.realpath(dm_project)
+
+
+def test_a_slow_command_is_deferred_within_3_seconds(tmp_path):
+    bot_file = tmp_path / "bot.lua"
+    bot_file.write_text(open(os.path.join(REPO, "bot.lua")).read() + '''
+bot.command {
+  name = "slow",
+  description = "answers after 3.5 s",
+  run = function(ix) core.sleep(3.5) ix:reply("done slowly") end,
+}
+''')
+    with DiscordBot(tmp_path, bot_file=str(bot_file)) as env:
+        env.wait_ready()
+        env.fake.slash("slow")
+        edit = env.fake.wait_until(lambda: [r for r in env.fake.interaction_responses() if r["kind"] == "edit"],
+                                   what="the answer")[0]
+        assert edit["body"]["content"] == "done slowly"
+        first = env.fake.interaction_responses()[0]
+        assert first["type"] == 5 and first["status"] < 300 and first["elapsed"] < 3
