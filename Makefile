@@ -6,7 +6,7 @@ JOBS       ?= $(shell nproc)
 CONFIG     ?= ./config.lua
 
 # Debian 12 packages the build, the bot and the tests need.
-DEB_PACKAGES = build-essential cmake pkg-config clang lua5.4 liblua5.4-dev libuv1-dev \
+DEB_PACKAGES = build-essential cmake pkg-config clang libclang-rt-14-dev lua5.4 liblua5.4-dev libuv1-dev \
   libwebsockets-dev libwebsockets-evlib-uv libcurl4-openssl-dev libsqlite3-dev zlib1g-dev \
   libcmocka-dev lua-cjson lua-busted lua-check python3 python3-aiohttp python3-pytest \
   python3-websockets openssl curl hyperfine
