@@ -28,6 +28,11 @@ local CONFIRM_FOR = 60      -- seconds the /reset buttons stay usable
 
 local function cfg() return bot.config() end
 
+-- Store writes that fail (disk full, I/O) are logged: the turn itself goes on.
+local function check_store(ok, err)
+  if not ok then core.log.error("bot", "session store: " .. tostring(err)) end
+end
+
 -- ---------------------------------------------------------------------------------------
 -- Where a message belongs: its channel's configuration, or nil when the bot ignores it.
 -- A thread inherits its parent channel's configuration and has a session of its own.
@@ -179,7 +184,7 @@ local function run_claude(r, msg, prompt, session_id, model)
     on_progress = function(p)
       -- Known as soon as Claude starts: a crash mid-turn still leaves it resumable.
       if p.kind == "init" and p.session_id and p.session_id ~= session_id then
-        store:set_session(r.key, { session_id = p.session_id, project = r.project })
+        check_store(store:set_session(r.key, { session_id = p.session_id, project = r.project }))
       end
     end,
   }
@@ -201,7 +206,7 @@ local function take_turn(r, msg, prompt)
   local outcome, run = run_claude(r, msg, prompt, session_id, model)
   local notice
   if not outcome.ok and outcome.kind == "stale_session" and session_id then
-    store:reset(r.key, "bot")
+    check_store(store:reset(r.key, "bot"))
     notice = ("*(The previous conversation %s could not be resumed: %s. Started a new one.)*")
       :format(short(session_id), outcome.message)
     outcome, run = run_claude(r, msg, prompt, nil, model)
@@ -209,13 +214,13 @@ local function take_turn(r, msg, prompt)
 
   if outcome.session_id then
     local usage = outcome.usage or {}
-    store:record_turn(r.key, {
+    check_store(store:record_turn(r.key, {
       session_id = outcome.session_id, project = r.project, cost = outcome.cost or 0,
       -- JSON numbers arrive as floats
       input_tokens = math.tointeger(usage.input_tokens or 0) or 0,
       output_tokens = math.tointeger(usage.output_tokens or 0) or 0,
       user_id = msg.author.id,
-    })
+    }))
   end
   core.log.info("turn", ("channel=%s user=%s prompt_chars=%d duration=%.1fs exit=%s cost=%.4f ended=%s")
     :format(r.key, msg.author.id, utf8.len(prompt) or #prompt, core.now() - started,
@@ -250,7 +255,10 @@ bot.on("message", function(msg)
   local _ticket <close> = turns.enqueue(r.key, { msg = msg })
   if ahead > 0 then core.spawn(msg.reply, msg, ("Queued — %d ahead of you."):format(ahead)) end
   local _guard <close> = assert(core.lock.acquire(r.key))
-  return take_turn(r, msg, prompt)
+  local delivered, err = take_turn(r, msg, prompt)
+  if not delivered then
+    core.log.error("bot", ("could not deliver the reply in channel %s: %s"):format(r.key, tostring(err)))
+  end
 end)
 
 -- ---------------------------------------------------------------------------------------
@@ -342,7 +350,7 @@ bot.command {
     if not known then
       return ix:reply { content = ("Unknown model `%s`. Choices: %s."):format(name, list), ephemeral = true }
     end
-    store:set_model(r.key, name, ix.user.id)
+    check_store(store:set_model(r.key, name, ix.user.id))
     ix:reply(("Model set to **%s** for the next turns in this channel."):format(name))
   end,
 }
@@ -412,7 +420,7 @@ bot.on("component", function(ix)
     return ix:update { content = "A turn is running in this channel: use /stop first, then /reset.",
                        components = {} }
   end
-  bot.store():reset(pending.key, ix.user.id)
+  check_store(bot.store():reset(pending.key, ix.user.id))
   ix:update { content = ("Session reset by <@%s>. The next turn starts a new conversation."):format(ix.user.id),
               components = {} }
 end)
