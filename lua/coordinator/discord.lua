@@ -209,8 +209,9 @@ function M.start(cfg, extra)
   local me, err = M.me()
   if not me then
     if M.is_unauthorized(err) then
-      return nil, "the Discord token was refused (401): it is wrong or was revoked; "
-        .. "set a valid DISCORD_TOKEN (" .. err .. ")"
+      return nil, "Discord rejected the bot token (401 Unauthorized): it is wrong or was revoked; "
+        .. "set DISCORD_TOKEN (or discord.token_file) to the token shown under Bot in the developer portal ("
+        .. err .. ")"
     end
     return nil, "could not reach Discord: " .. err
   end

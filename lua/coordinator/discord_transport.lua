@@ -218,16 +218,8 @@ function M.run(o)
   local d = cfg.discord
   local self = setmetatable({ cfg = cfg, dispatch = o.dispatch, commands = o.commands, store = o.store,
                               parents = {} }, Transport)
-  discord.configure(d)
-
-  local me, err = discord.me()
-  if not me then
-    if discord.is_unauthorized(err) then
-      return nil, "Discord rejected the bot token (401 Unauthorized): set DISCORD_TOKEN (or "
-        .. "discord.token_file) to the token shown under Bot in the developer portal"
-    end
-    return nil, "could not reach Discord: " .. tostring(err)
-  end
+  local me, err = discord.start(d)
+  if not me then return nil, err end
   self.user_id = me.id
   local url, max_concurrency = d.gateway_url, 1
   if not url then

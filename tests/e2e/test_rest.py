@@ -249,7 +249,7 @@ def test_start_up_check_says_401_clearly():
                                       "configure": {"token": "revoked-token-x2"}})
         start = [r for r in lines if r.get("kind") == "start"]
         assert start and not start[0]["ok"] and start[0]["unauthorized"], lines
-        assert "token was refused (401)" in start[0]["err"]
+        assert "rejected the bot token (401 Unauthorized)" in start[0]["err"]
         assert [r for r in lines if r.get("kind") is None] == []   # nothing sent after it
         assert len(fake.requests()) == 1
         assert "revoked-token-x2" not in err
