@@ -220,7 +220,7 @@ end
 
 function M.is_unauthorized(err)
   return type(err) == "string"
-    and (err:sub(1, 12) == "unauthorized" or err:find("(401)", 1, true) ~= nil)
+    and (err:sub(1, 12) == "unauthorized" or err:find("(401", 1, true) ~= nil)
 end
 
 return M
