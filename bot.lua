@@ -365,9 +365,16 @@ bot.command {
     if not run or not turns.stop(r.key, ix.user.id) then
       return ix:reply { content = "Nothing is running in this channel.", ephemeral = true }
     end
-    local waiting = #turns.queue(r.key) - 1
+    local queue = turns.queue(r.key) -- the running turn first, then the waiting ones
+    local waiting = #queue - 1
     local after = waiting > 0 and (" %d queued message(s) will run next, in order."):format(waiting) or ""
     ix:reply(("Stopping the running turn (started %s ago).%s"):format(duration(core.now() - run.started), after))
+    -- Each waiting author hears what happens to their message.
+    for i = 2, #queue do
+      local m = queue[i].msg
+      core.spawn(m.reply, m, ("The turn ahead of yours was stopped by <@%s>. Your message stays queued: %s.")
+        :format(ix.user.id, i == 2 and "it runs next" or ("%d ahead of it"):format(i - 2)))
+    end
   end,
 }
 

@@ -140,6 +140,7 @@ def test_stop_ends_a_slow_turn_and_no_process_is_left(console):
     bot.send("/stop")
     bot.wait_stdout("Stopping the running turn")
     bot.wait_stdout("1 queued message(s) will run next")
+    bot.wait_stdout("Your message stays queued: it runs next.")
     bot.wait_stdout("Stopped by <@console>.")
     bot.wait_stdout("]: queued behind [slow 0]")  # the queued message still ran
     pid = invocations(log)[0]["pid"]
