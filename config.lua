@@ -16,6 +16,10 @@ return {
     -- Gateway intents. MESSAGE_CONTENT is privileged: enable it in the developer portal.
     intents = { "GUILDS", "GUILD_MESSAGES", "DIRECT_MESSAGES", "MESSAGE_CONTENT" },
     compress = true,            -- zlib-stream transport compression
+    -- On SIGTERM, keep the gateway session for the next start (close 4000 instead of
+    -- 1000), so messages sent while the bot restarts are replayed to it, if it is back
+    -- within two minutes. Leave false when the bot is really leaving.
+    resume_after_restart = false,
     -- ca_file = "/path/ca.pem", -- extra CA bundle (tests); TLS is always verified
     -- shard_id = 0, shard_count = 1,
     guild_ids = {},             -- register slash commands in these guilds (instant); empty = global

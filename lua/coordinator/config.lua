@@ -21,6 +21,7 @@ M.spec = S.record {
                               "GUILD_MEMBERS", "GUILD_MESSAGE_REACTIONS" },
                      { default = { "GUILDS", "GUILD_MESSAGES", "DIRECT_MESSAGES", "MESSAGE_CONTENT" } }),
     compress = S.boolean { default = true },
+    resume_after_restart = S.boolean { default = false },
     ca_file = S.string {},
     shard_id = S.integer { min = 0 },
     shard_count = S.integer { min = 1 },

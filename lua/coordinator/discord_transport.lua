@@ -18,6 +18,7 @@ local INTENT_BITS = {
   GUILD_MESSAGE_REACTIONS = 1 << 10, DIRECT_MESSAGES = 1 << 12, MESSAGE_CONTENT = 1 << 15,
 }
 local DEFER_AFTER = 2.5 -- seconds: an interaction not answered by then is deferred
+local RESUME_WITHIN = 120 -- seconds: how long a saved gateway session is worth resuming
 local THREAD_TYPES = { [10] = true, [11] = true, [12] = true }
 
 local function log(level, msg) core.log[level]("discord", msg) end
@@ -229,10 +230,11 @@ function M.run(o)
     max_concurrency = info.session_start_limit and info.session_start_limit.max_concurrency or 1
   end
 
+  self.session_key = ("gateway-session:%d"):format(d.shard_id or 0)
   local gw = core.gateway.start {
     url = url, token = d.token, intents = M.intents(d.intents), compress = d.compress,
     ca_file = d.ca_file, shard = d.shard_id and { d.shard_id, d.shard_count } or nil,
-    max_concurrency = max_concurrency,
+    max_concurrency = max_concurrency, resume = self:saved_session(),
     on_event = function(name, data) self:on_event(name, data) end,
   }
   o.info.latency = function()
@@ -250,7 +252,31 @@ end
 -- Shutdown: leave the gateway for good (close 1000); run() then returns true. Replies of
 -- turns still running go out over REST.
 function M.stop()
-  if active then active.gateway:stop() end
+  if not active then return end
+  if not active.cfg.discord.resume_after_restart then return active.gateway:stop() end
+  -- Close with 4000 and keep the session for the next process, which resumes it and so
+  -- receives what was sent while the bot was down.
+  local gw, store, key = active.gateway, active.store, active.session_key
+  gw:stop(true)
+  local session_id, seq, url = gw:session()
+  if session_id then
+    store:set_meta(key, cjson.encode { session_id = session_id, seq = seq, url = url, saved_at = os.time() })
+    log("info", "gateway session kept for the next start")
+  end
+end
+
+-- The session a previous process kept (discord.resume_after_restart), once.
+function Transport:saved_session()
+  local saved = self.store:get_meta(self.session_key)
+  if not saved then return nil end
+  self.store:delete_meta(self.session_key)
+  local ok, s = pcall(cjson.decode, saved)
+  if not ok or type(s) ~= "table" or type(s.session_id) ~= "string"
+    or os.time() - (tonumber(s.saved_at) or 0) > RESUME_WITHIN then
+    return nil
+  end
+  log("info", "resuming the gateway session of the previous run")
+  return { session_id = s.session_id, seq = math.tointeger(s.seq) or 0, url = present(s.url) }
 end
 
 return M

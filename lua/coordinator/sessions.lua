@@ -12,7 +12,8 @@
 --   store:reset(channel_id, user_id [, at])                             -> true | nil, err
 --   store:set_model(channel_id, model | nil, user_id [, at])            -> true | nil, err
 --   store:get_model(channel_id)           -> model | nil
---   store:get_meta(name) -> value | nil;  store:set_meta(name, value) -> true | nil, err
+--   store:get_meta(name) -> value | nil;  store:set_meta(name, value) -> true | nil, err;
+--   store:delete_meta(name) -> true | nil, err
 --                                          (small named strings the bot keeps)
 --   store:close()                         -> true
 --
@@ -331,6 +332,13 @@ function Store:set_meta(name, value)
   return in_transaction(self.db, "store " .. name, function(db)
     must(db:run("DELETE FROM bot_meta WHERE name = ?", name))
     must(db:run("INSERT INTO bot_meta (name, value) VALUES (?, ?)", name, value))
+  end)
+end
+
+function Store:delete_meta(name)
+  check_id(name, "name")
+  return in_transaction(self.db, "forget " .. name, function(db)
+    must(db:run("DELETE FROM bot_meta WHERE name = ?", name))
   end)
 end
 

@@ -31,7 +31,7 @@ def guilds_with_more_channels():
 
 class DiscordBot:
     def __init__(self, tmp_path, scenario=None, tls=True, config_extra="", claude=FAKE_CLAUDE, bot_file=None,
-                 limits="shutdown_grace = 3, queue_per_channel = 2"):
+                 limits="shutdown_grace = 3, queue_per_channel = 2", discord_extra=""):
         scenario = dict(scenario or {})
         scenario.setdefault("heartbeat_interval", 1000)
         scenario.setdefault("guilds", guilds_with_more_channels())
@@ -54,6 +54,7 @@ class DiscordBot:
                 gateway_url = {json.dumps(s["gateway_url"])},
                 {"ca_file = " + json.dumps(s["ca_file"]) + "," if s.get("ca_file") else ""}
                 guild_ids = {{ {json.dumps(self.fake.guild_id)} }},
+                {discord_extra}
               }},
               claude = {{ command = {json.dumps(claude)}, models = {{ "sonnet", "opus" }},
                          timeout = 30, kill_grace = 2,

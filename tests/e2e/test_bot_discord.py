@@ -308,3 +308,18 @@ bot.command {
         assert edit["body"]["content"] == "done slowly"
         first = env.fake.interaction_responses()[0]
         assert first["type"] == 5 and first["status"] < 300 and first["elapsed"] < 3
+
+
+def test_a_restart_with_resume_after_restart_loses_no_message(tmp_path):
+    with DiscordBot(tmp_path, discord_extra="resume_after_restart = true,") as env:
+        env.wait_ready()
+        env.bot.signal(signal.SIGTERM)
+        assert env.bot.wait_exit(10) == 0
+        conn = env.fake.connections()[0]
+        assert conn["close_code"] == 4000, conn
+        env.fake.post_message("sent while the bot was down", mention_bot=True)
+        env.start()
+        env.fake.wait_resumed()
+        m = env.fake.wait_for_bot_message(env.fake.channel_id)
+        assert "]: sent while the bot was down" in m["content"]
+        assert env.fake.state()["gateway"]["identify"] == 1
