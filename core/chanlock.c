@@ -1,6 +1,7 @@
-/* Per-key FIFO locks: a chained hash table of the keys in use, each entry with its holder
- * and a doubly linked queue of waiters. Entries exist only while a key is held (a key
- * with waiters is always held, since release hands it straight on), and the bucket array
+/* Per-key FIFO locks: a chained hash table of the keys in use, each entry with its
+ * holders and a doubly linked queue of waiters (a request is in one list or the other, so
+ * both use its next/prev links). Entries exist only while a key is held (a key with
+ * waiters is always held, since release hands it straight on), and the bucket array
  * shrinks as keys go idle and is freed when none is left. */
 #include "chanlock.h"
 
@@ -14,7 +15,8 @@
 struct chanlock_entry {
   chanlock_entry *chain;
   uint64_t hash;
-  chanlock_req *holder;
+  chanlock_req *holders;     /* nheld of them, at most slots */
+  size_t nheld, slots;
   chanlock_req *head, *tail; /* waiters, oldest first */
   size_t waiting;
   size_t keylen;
@@ -89,14 +91,38 @@ static void unlink_entry(chanlock *cl, chanlock_entry *e) {
     (void)resize(cl, cl->nbuckets / 4); /* on -ENOMEM the larger array simply stays */
 }
 
+static void add_holder(chanlock_entry *e, chanlock_req *r) {
+  r->prev = NULL;
+  r->next = e->holders;
+  if (e->holders)
+    e->holders->prev = r;
+  e->holders = r;
+  e->nheld++;
+  r->entry = e;
+  r->state = CHANLOCK_HELD;
+}
+
 int chanlock_acquire(chanlock *cl, chanlock_req *r, const char *key, size_t keylen) {
+  return chanlock_acquire_slots(cl, r, key, keylen, 1);
+}
+
+int chanlock_acquire_slots(chanlock *cl, chanlock_req *r, const char *key, size_t keylen,
+                           size_t slots) {
   if (r->state != CHANLOCK_IDLE)
     return -EBUSY;
+  if (slots == 0)
+    return -EINVAL;
   uint64_t h = hash_key(cl, key, keylen);
   chanlock_entry *e = find(cl, key, keylen, h);
   if (e) {
-    if (e->holder->owner == r->owner)
-      return -EDEADLK;
+    for (chanlock_req *hr = e->holders; hr; hr = hr->next)
+      if (hr->owner == r->owner)
+        return -EDEADLK;
+    e->slots = slots; /* the latest request says how many may hold it */
+    if (e->nheld < e->slots && !e->head) {
+      add_holder(e, r);
+      return CHANLOCK_GRANTED;
+    }
     r->next = NULL;
     r->prev = e->tail;
     if (e->tail)
@@ -122,13 +148,12 @@ int chanlock_acquire(chanlock *cl, chanlock_req *r, const char *key, size_t keyl
   e->keylen = keylen;
   memcpy(e->key, key, keylen);
   e->key[keylen] = '\0';
-  e->holder = r;
+  e->slots = slots;
   size_t b = h & (cl->nbuckets - 1);
   e->chain = cl->buckets[b];
   cl->buckets[b] = e;
   cl->count++;
-  r->entry = e;
-  r->state = CHANLOCK_HELD;
+  add_holder(e, r);
   return CHANLOCK_GRANTED;
 }
 
@@ -136,22 +161,31 @@ chanlock_req *chanlock_release(chanlock *cl, chanlock_req *r) {
   if (r->state != CHANLOCK_HELD)
     return NULL;
   chanlock_entry *e = r->entry;
+  if (r->prev)
+    r->prev->next = r->next;
+  else
+    e->holders = r->next;
+  if (r->next)
+    r->next->prev = r->prev;
+  e->nheld--;
+  r->next = r->prev = NULL;
   r->state = CHANLOCK_IDLE;
   r->entry = NULL;
   chanlock_req *next = e->head;
   if (!next) {
-    unlink_entry(cl, e);
+    if (e->nheld == 0)
+      unlink_entry(cl, e);
     return NULL;
   }
+  if (e->nheld >= e->slots) /* the capacity was lowered meanwhile */
+    return NULL;
   e->head = next->next;
   if (e->head)
     e->head->prev = NULL;
   else
     e->tail = NULL;
   e->waiting--;
-  next->next = next->prev = NULL;
-  next->state = CHANLOCK_HELD;
-  e->holder = next;
+  add_holder(e, next);
   return next;
 }
 
@@ -186,7 +220,12 @@ void chanlock_state(const chanlock *cl, const char *key, size_t keylen, bool *he
 
 chanlock_req *chanlock_holder(const chanlock *cl, const char *key, size_t keylen) {
   const chanlock_entry *e = find(cl, key, keylen, hash_key(cl, key, keylen));
-  return e ? e->holder : NULL;
+  return e ? e->holders : NULL;
+}
+
+size_t chanlock_holders(const chanlock *cl, const char *key, size_t keylen) {
+  const chanlock_entry *e = find(cl, key, keylen, hash_key(cl, key, keylen));
+  return e ? e->nheld : 0;
 }
 
 size_t chanlock_count(const chanlock *cl) { return cl->count; }
@@ -205,8 +244,13 @@ void chanlock_close(chanlock *cl) {
         r->state = CHANLOCK_IDLE;
         r = rn;
       }
-      e->holder->entry = NULL;
-      e->holder->state = CHANLOCK_IDLE;
+      for (chanlock_req *r = e->holders; r;) {
+        chanlock_req *rn = r->next;
+        r->next = r->prev = NULL;
+        r->entry = NULL;
+        r->state = CHANLOCK_IDLE;
+        r = rn;
+      }
       free(e);
       e = next;
     }

@@ -35,10 +35,10 @@ describe("core.lock", function()
         assert.is_truthy(guard)
         assert.is_true(guard:held())
         assert.is_false(other_ran)
-        assert.same({ held = true, waiting = 0 }, core.lock.state("chan-1"))
+        assert.same({ held = true, holders = 1, waiting = 0 }, core.lock.state("chan-1"))
       end
       -- the same key, used again and again, is one lock
-      assert.same({ held = false, waiting = 0 }, core.lock.state("chan-1"))
+      assert.same({ held = false, holders = 0, waiting = 0 }, core.lock.state("chan-1"))
     end)
   end)
 
@@ -90,7 +90,7 @@ describe("core.lock", function()
         end)
       end
       wait_until(function() return core.lock.state("c").waiting == 100 end)
-      assert.same({ held = true, waiting = 100 }, core.lock.state("c"))
+      assert.same({ held = true, holders = 1, waiting = 100 }, core.lock.state("c"))
       guard:release()
       -- release never runs the waiter inline
       assert.equal(0, #order)
@@ -108,7 +108,7 @@ describe("core.lock", function()
       local st = core.lock.state("chan-1")
       assert.is_true(st.held)
       assert.equal(2, st.waiting)
-      assert.same({ held = false, waiting = 0 }, core.lock.state("chan-2"))
+      assert.same({ held = false, holders = 0, waiting = 0 }, core.lock.state("chan-2"))
       -- a try-lock (timeout = 0) from another task does not wait
       local res
       core.spawn(function() res = { core.lock.acquire("chan-1", { timeout = 0 }) } end)
@@ -212,7 +212,7 @@ describe("core.lock", function()
     assert.are_not.equal(core, again)
     core.run(function()
       local guard = core.lock.acquire("chan-1")
-      assert.same({ held = true, waiting = 0 }, again.lock.state("chan-1"))
+      assert.same({ held = true, holders = 1, waiting = 0 }, again.lock.state("chan-1"))
       guard:release()
     end)
   end)
@@ -253,6 +253,26 @@ describe("core.lock", function()
     end)
     assert.is_true(waited ~= nil and waited < 1)
     _G.leaked_guard = nil
+  end)
+
+  it("lets up to `slots` tasks hold a key at once, the rest in arrival order", function()
+    local log, peak, inside = {}, 0, 0
+    core.run(function()
+      for i = 1, 5 do
+        core.spawn(function()
+          local g <close> = assert(core.lock.acquire("runs", { slots = 2 }))
+          inside = inside + 1
+          peak = math.max(peak, inside)
+          log[#log + 1] = i
+          core.sleep(0.02)
+          inside = inside - 1
+        end)
+      end
+      wait_until(function() return core.lock.state("runs").holders == 2 end)
+      assert.same({ held = true, holders = 2, waiting = 3 }, core.lock.state("runs"))
+    end)
+    assert.equal(2, peak)
+    assert.same({ 1, 2, 3, 4, 5 }, log)
   end)
 
   it("keeps no memory for 10,000 channels used once", function()

@@ -1,13 +1,14 @@
 /* core.lock: per-key FIFO locks between tasks (the mechanism is core/chanlock.c).
  *
- *   local guard <close> = core.lock.acquire(key, {timeout = s})
+ *   local guard <close> = core.lock.acquire(key, {timeout = s, slots = n})
  *       -> guard | nil, "timeout" | nil, "cancelled"
+ *       (slots: up to n tasks hold the key at once, a FIFO counting semaphore; default 1)
  *   guard:release()            -- idempotent; also on <close>, on __gc
  *   guard:held()               -> bool
  *   core.lock.with(key, fn, opts) -> true, ...fn's results | nil, "timeout" | nil, "cancelled"
  *                                 (fn runs under pcall; the lock is released, then fn's
  *                                 error, if any, is raised again)
- *   core.lock.state(key)       -> {held = bool, waiting = n}
+ *   core.lock.state(key)       -> {held = bool, holders = n, waiting = n}
  *   core.lock.count()          -> keys in use (held or waited for)
  *
  * A free key is taken without yielding. A release hands the key to the oldest waiter at
@@ -169,6 +170,7 @@ static int l_acquire(lua_State *L) {
   size_t len;
   const char *key = luaL_checklstring(L, 1, &len);
   double timeout = -1;
+  lua_Integer slots = 1;
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
     if (lua_getfield(L, 2, "timeout") != LUA_TNIL) {
@@ -176,14 +178,19 @@ static int l_acquire(lua_State *L) {
       timeout = lua_tonumber(L, -1);
       luaL_argcheck(L, timeout >= 0 && timeout <= 1e9, 2, "timeout must be 0 to 1e9 seconds");
     }
-    lua_pop(L, 1);
+    if (lua_getfield(L, 2, "slots") != LUA_TNIL) {
+      luaL_argcheck(L, lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1, 2,
+                    "slots must be an integer >= 1");
+      slots = lua_tointeger(L, -1);
+    }
+    lua_pop(L, 2);
   }
   task *t = task_check(L);
   if (rt->closed)
     return luaL_error(L, "core.lock: the runtime is shutting down");
-  chanlock_req *h = chanlock_holder(&rt->cl, key, len);
-  if (h && h->owner == L)
-    return luaL_error(L, "core.lock.acquire: this task already holds lock '%s'", key);
+  for (chanlock_req *h = chanlock_holder(&rt->cl, key, len); h; h = h->next)
+    if (h->owner == L)
+      return luaL_error(L, "core.lock.acquire: this task already holds lock '%s'", key);
 
   box *b = lua_newuserdatauv(L, sizeof *b, 2);
   b->g = NULL;
@@ -203,7 +210,7 @@ static int l_acquire(lua_State *L) {
   g->L = L;
   g->rt = rt;
   chanlock_req_init(&g->req, L, g);
-  int rc = chanlock_acquire(&rt->cl, &g->req, key, len);
+  int rc = chanlock_acquire_slots(&rt->cl, &g->req, key, len, (size_t)slots);
   if (rc < 0) { /* -ENOMEM: -EDEADLK was ruled out above */
     free(g);
     free(w);
@@ -291,9 +298,11 @@ static int l_state(lua_State *L) {
   bool held;
   size_t waiting;
   chanlock_state(&rt->cl, key, len, &held, &waiting);
-  lua_createtable(L, 0, 2);
+  lua_createtable(L, 0, 3);
   lua_pushboolean(L, held);
   lua_setfield(L, -2, "held");
+  lua_pushinteger(L, (lua_Integer)chanlock_holders(&rt->cl, key, len));
+  lua_setfield(L, -2, "holders");
   lua_pushinteger(L, (lua_Integer)waiting);
   lua_setfield(L, -2, "waiting");
   return 1;

@@ -19,13 +19,12 @@ local M = {}
 
 local running = {} -- key -> run
 local queues = {}  -- key -> list of entries waiting for the channel
-local slots = { used = 0 }
+local RUN_SLOTS = "coordinator.turns.run-slots"
 
 function M.current(key) return running[key] end
 
 function M.queue(key) return queues[key] or {} end
 
-function M.running_count() return slots.used end
 
 function M.enqueue(key, entry)
   local q = queues[key]
@@ -42,19 +41,9 @@ function M.enqueue(key, entry)
   end })
 end
 
--- Waits until fewer than `cap` turns run, in arrival order (the gate lock keeps the
--- order; while every slot is taken the first in line looks again every 50 ms).
+-- Waits, in arrival order, until fewer than `cap` turns run; the guard frees the slot.
 function M.slot(cap)
-  local _gate <close> = assert(core.lock.acquire("coordinator.turns.gate"))
-  while slots.used >= cap do core.sleep(0.05) end
-  slots.used = slots.used + 1
-  local released = false
-  return setmetatable({}, { __close = function()
-    if not released then
-      released = true
-      slots.used = slots.used - 1
-    end
-  end })
+  return assert(core.lock.acquire(RUN_SLOTS, { slots = cap }))
 end
 
 function M.stop(key, user_id)

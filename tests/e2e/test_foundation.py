@@ -20,14 +20,13 @@ def write(path, text):
 @pytest.fixture
 def deployment(tmp_path):
     """A config and a bot file in a scratch directory."""
-    def make(bot_source, extra=""):
+    def make(bot_source, grace=2):
         write(tmp_path / "bot.lua", bot_source)
         return write(tmp_path / "config.lua", f"""\
             return {{
               discord = {{ token = env "DISCORD_TOKEN" }},
-              limits = {{ shutdown_grace = 2 }},
+              limits = {{ shutdown_grace = {grace} }},
               state_dir = "{tmp_path}/state",
-              {extra}
             }}
             """)
     return make
@@ -167,7 +166,7 @@ def test_second_sigint_exits_at_once(deployment):
         local core = require "core"
         local bot = require "coordinator.bot"
         bot.on("message", function(msg) msg:reply("started") core.sleep(120) end)
-        """, extra="limits = { shutdown_grace = 60 },".replace("limits", "--") )
+        """, grace=60)
     bot = BotProcess(["--console", "--config", cfg])
     try:
         bot.send("job")

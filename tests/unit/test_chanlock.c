@@ -205,6 +205,40 @@ static void test_close_with_keys_in_use(void **state) {
   assert_null(chanlock_release(&cl, &ra));
 }
 
+/* A key with slots is a FIFO counting semaphore: up to N holders, the rest queue, and
+ * a freed slot goes to the oldest waiter, never to a newcomer. */
+static void test_slots(void **state) {
+  chanlock *cl = *state;
+  char owners[5];
+  chanlock_req r[5];
+  for (int i = 0; i < 5; i++) chanlock_req_init(&r[i], &owners[i], NULL);
+  assert_int_equal(chanlock_acquire_slots(cl, &r[0], K("runs"), 2), CHANLOCK_GRANTED);
+  assert_int_equal(chanlock_acquire_slots(cl, &r[1], K("runs"), 2), CHANLOCK_GRANTED);
+  assert_int_equal(chanlock_acquire_slots(cl, &r[2], K("runs"), 2), CHANLOCK_QUEUED);
+  assert_int_equal(chanlock_acquire_slots(cl, &r[3], K("runs"), 2), CHANLOCK_QUEUED);
+  assert_int_equal(chanlock_holders(cl, K("runs")), 2);
+  /* the same owner twice is still an error, whichever slot it holds */
+  chanlock_req again;
+  chanlock_req_init(&again, &owners[0], NULL);
+  assert_int_equal(chanlock_acquire_slots(cl, &again, K("runs"), 2), -EDEADLK);
+  assert_int_equal(chanlock_acquire_slots(cl, &again, K("runs"), 0), -EINVAL);
+  /* a release hands the slot to the oldest waiter */
+  assert_ptr_equal(chanlock_release(cl, &r[1]), &r[2]);
+  assert_int_equal(r[2].state, CHANLOCK_HELD);
+  /* a newcomer does not pass r[3], even when a slot frees while r[3] is granted */
+  assert_int_equal(chanlock_acquire_slots(cl, &r[4], K("runs"), 2), CHANLOCK_QUEUED);
+  assert_ptr_equal(chanlock_release(cl, &r[0]), &r[3]);
+  /* the capacity lowered to 1 by the latest request: a release frees without a grant */
+  chanlock_remove(cl, &r[4]);
+  chanlock_req_init(&r[4], &owners[4], NULL);
+  assert_int_equal(chanlock_acquire_slots(cl, &r[4], K("runs"), 1), CHANLOCK_QUEUED);
+  assert_null(chanlock_release(cl, &r[2]));
+  assert_ptr_equal(chanlock_release(cl, &r[3]), &r[4]);
+  assert_int_equal(chanlock_holders(cl, K("runs")), 1);
+  assert_null(chanlock_release(cl, &r[4]));
+  assert_int_equal(chanlock_holders(cl, K("runs")), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_free_key_granted_at_once, setup, teardown),
@@ -213,6 +247,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_release_by_owner_that_errors, setup, teardown),
     cmocka_unit_test_setup_teardown(test_same_owner_reacquire_is_error, setup, teardown),
     cmocka_unit_test_setup_teardown(test_idle_cleanup_10000_keys, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_slots, setup, teardown),
     cmocka_unit_test(test_close_with_keys_in_use),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
