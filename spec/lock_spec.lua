@@ -260,7 +260,7 @@ describe("core.lock", function()
     core.run(function()
       for i = 1, 5 do
         core.spawn(function()
-          local g <close> = assert(core.lock.acquire("runs", { slots = 2 }))
+          local _slot <close> = assert(core.lock.acquire("runs", { slots = 2 }))
           inside = inside + 1
           peak = math.max(peak, inside)
           log[#log + 1] = i
