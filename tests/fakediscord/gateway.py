@@ -260,6 +260,10 @@ class Gateway:
             if conn.closed is None and conn.closed_by is None:
                 conn.close_code = ws.close_code
                 conn.closed_by = "client"
+                if ws.close_code in (1000, 1001) and conn.session:
+                    # Discord: closing with 1000/1001 ends the session; it cannot be resumed
+                    conn.session.valid = False
+                    self.sessions.pop(conn.session.id, None)
         finally:
             self._mark_closed(conn)
         return ws
@@ -452,6 +456,10 @@ class Gateway:
         if not resumable and conn.session:
             conn.session.valid = False
             self.sessions.pop(conn.session.id, None)
+        if not resumable:
+            # the client may Identify again, on this connection or a new one
+            conn.session = None
+            conn.identified = False
         await self.send(conn, {"op": 9, "s": None, "t": None, "d": bool(resumable)})
 
     def counts(self):

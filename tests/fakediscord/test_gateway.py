@@ -412,3 +412,29 @@ def test_tls_wss_and_https(fake_discord):
         assert f["opcode"] == 2 and not f["fin"]
     finally:
         raw.close()
+
+
+@pytest.mark.fake_discord(scenario=FAST)
+def test_close_1000_ends_the_session_and_op9_false_allows_identify(fake_discord):
+    fake = fake_discord
+
+    async def go():
+        async with aiohttp.ClientSession() as s:
+            gw = await Gateway(fake, s).connect()
+            ready = await gw.ready()
+            await gw.close(1000)
+            gw2 = await Gateway(fake, s, url=fake.resume_gateway_url).connect()
+            await gw2.hello()
+            await gw2.send({"op": 6, "d": {"token": fake.token, "session_id": ready["d"]["session_id"],
+                                           "seq": gw.seq}})
+            p = await gw2.recv()
+            assert p["op"] == 9 and p["d"] is False  # a 1000 close cannot be resumed
+            await gw2.identify()  # Identify after op 9 false, on the same connection
+            p = await gw2.recv()
+            assert p["t"] == "READY" and p["d"]["session_id"] != ready["d"]["session_id"]
+            fake.send_op(9, False)
+            assert (await gw2.recv_until(lambda p: p["op"] == 9))["d"] is False
+            await gw2.identify()
+            assert (await gw2.recv_until(lambda p: p.get("t") == "READY"))["t"] == "READY"
+    run(go())
+    assert fake.state()["gateway"]["identify"] == 3
