@@ -1113,9 +1113,14 @@ class Fake:
                 server.close()
                 self.sites[name] = (runner, port, None)
             self.refused[name] = time.monotonic() + secs
-        if b.get("drop", what != "rest"):
-            for c in self.gateway.live():
-                self.gateway.drop(c)
+        if b.get("drop", True):
+            if "gateway" in names:
+                for c in self.gateway.live():
+                    self.gateway.drop(c)
+            if "rest" in names:  # keep-alive connections go down too, as in an outage
+                runner = self.sites["rest"][0]
+                for transport in list(runner.server._connections.values()):
+                    transport.abort()
         asyncio.get_running_loop().call_later(secs, lambda: asyncio.ensure_future(self._reopen(names)))
         self.changed()
         return jresp(200, {"refusing": names, "seconds": secs})

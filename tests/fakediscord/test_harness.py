@@ -92,12 +92,17 @@ def test_curl_trusts_the_generated_ca(fake_discord):
 @pytest.mark.fake_discord(scenario={"rate_limits": False})
 def test_refuse_rest_then_recover(fake_discord):
     fake = fake_discord
-    fake.refuse(0.4, what="rest")
 
     async def go():
         async with aiohttp.ClientSession() as s:
+            st, _, _ = await Rest(fake, s).req("GET", "/users/@me")  # a keep-alive connection
+            assert st == 200
+            fake.refuse(1.0, what="rest")
+            with pytest.raises((aiohttp.ServerDisconnectedError, aiohttp.ClientConnectorError,
+                                aiohttp.ClientOSError)):
+                await Rest(fake, s).req("GET", "/users/@me")  # the aborted keep-alive connection
             with pytest.raises(aiohttp.ClientConnectorError):
-                await Rest(fake, s).req("GET", "/users/@me")
+                await Rest(fake, s).req("GET", "/users/@me")  # a new connection: refused
             fake.wait_until(lambda: not fake.state()["refused"], timeout=5, what="rest back")
             st, _, _ = await Rest(fake, s).req("GET", "/users/@me")
             assert st == 200
