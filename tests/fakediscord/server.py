@@ -1239,7 +1239,9 @@ class Fake:
         return jresp(200, out)
 
     async def c_interactions(self, request):
-        return jresp(200, [{k: v for k, v in it.items() if k != "created"}
+        now = time.monotonic()
+        return jresp(200, [dict({k: v for k, v in it.items() if k != "created"},
+                                age=now - it["created"])
                            for it in self.interactions.values()])
 
     async def c_commands(self, request):

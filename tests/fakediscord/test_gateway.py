@@ -9,7 +9,7 @@ import pytest
 
 from fakediscord.client import Gateway, RawWebSocket, Rest, run
 
-FAST = {"heartbeat_interval": 250}
+FAST = {"heartbeat_interval": 250, "heartbeat_timeout_code": 0}
 
 
 async def _session():
@@ -139,7 +139,7 @@ def test_payload_over_4096_bytes_closes_4002(fake_discord):
     run(go())
 
 
-@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "gateway_send_limit": 120})
+@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "heartbeat_timeout_code": 0, "gateway_send_limit": 120})
 def test_more_than_120_payloads_per_window_closes_4008(fake_discord):
     async def go():
         async with aiohttp.ClientSession() as s:
@@ -210,7 +210,7 @@ def test_resume_replays_missed_events_then_resumed(fake_discord):
     run(go())
 
 
-@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "guild_create_members": 5000})
+@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "heartbeat_timeout_code": 0, "guild_create_members": 5000})
 def test_zlib_stream_fragmented_shared_context(fake_discord):
     fake = fake_discord
     raw = RawWebSocket(fake, fake.gateway_url, "v=10&encoding=json&compress=zlib-stream")
@@ -260,7 +260,7 @@ def test_zlib_stream_fragmented_shared_context(fake_discord):
     run(go())
 
 
-@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "fragment_text": True, "fragment_size": 7})
+@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "heartbeat_timeout_code": 0, "fragment_text": True, "fragment_size": 7})
 def test_uncompressed_fragmentation_option(fake_discord):
     raw = RawWebSocket(fake_discord, fake_discord.gateway_url, "v=10&encoding=json")
     try:
@@ -336,7 +336,7 @@ def test_refuse_connections_for_a_while(fake_discord):
         async with aiohttp.ClientSession() as s:
             gw = await Gateway(fake, s).connect()
             await gw.hello()
-            fake.refuse(0.5)
+            fake.refuse(1.5)
             r = await gw.recv_until(lambda p: False)
             assert r[0] in ("close", "error")
             with pytest.raises(aiohttp.ClientConnectorError):
@@ -350,7 +350,7 @@ def test_refuse_connections_for_a_while(fake_discord):
     run(go())
 
 
-@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "hello_delay": 0.2})
+@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "heartbeat_timeout_code": 0, "hello_delay": 0.2})
 def test_hello_delay(fake_discord):
     async def go():
         async with aiohttp.ClientSession() as s:

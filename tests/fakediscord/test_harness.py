@@ -58,7 +58,7 @@ def test_wait_until_returns_value_and_times_out(fake_discord):
     t0 = time.monotonic()
     with pytest.raises(TimeoutError):
         fake.wait_until(lambda: False, timeout=0.3, what="never")
-    assert 0.3 <= time.monotonic() - t0 < 2
+    assert 0.3 <= time.monotonic() - t0 < 5
     fake.post_message("x")
     got = fake.wait_until(lambda: fake.messages(fake.channel_id), timeout=1)
     assert got[0]["content"] == "x"
@@ -109,7 +109,7 @@ def test_refuse_rest_then_recover(fake_discord):
     run(go())
 
 
-@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "shards": 2})
+@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "heartbeat_timeout_code": 0, "shards": 2})
 def test_shards_route_guild_events_and_dms(fake_discord):
     fake = fake_discord
     gshard = (int(fake.guild_id) >> 22) % 2
@@ -136,7 +136,7 @@ def test_shards_route_guild_events_and_dms(fake_discord):
     run(go())
 
 
-@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "op7_before_hello": 1})
+@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "heartbeat_timeout_code": 0, "op7_before_hello": 1})
 def test_op7_before_hello_and_identify_window_counted(fake_discord):
     fake = fake_discord
 
@@ -155,7 +155,7 @@ def test_op7_before_hello_and_identify_window_counted(fake_discord):
     assert st["identify"] == 2 and st["identify_too_fast"] == 1
 
 
-@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "enforce_identify_window": True})
+@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "heartbeat_timeout_code": 0, "enforce_identify_window": True})
 def test_identify_window_enforced(fake_discord):
     async def go():
         async with aiohttp.ClientSession() as s:
@@ -169,7 +169,7 @@ def test_identify_window_enforced(fake_discord):
     run(go())
 
 
-@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250})
+@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "heartbeat_timeout_code": 0})
 def test_autocomplete_interaction(fake_discord):
     fake = fake_discord
 
@@ -230,7 +230,7 @@ def test_curl_json_with_expect_and_multipart(fake_discord, tmp_path):
     assert fake.file(msgs[1]["attachments"][0]["id"]) == b"the report\n"
 
 
-@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250})
+@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "heartbeat_timeout_code": 0})
 def test_wait_helpers_and_connection_path(fake_discord):
     fake = fake_discord
 
