@@ -168,6 +168,8 @@ class Gateway:
 
     def _mark_closed(self, conn):
         if conn.closed is None:
+            log.info("connection %d closed by %s, code %s", conn.id, conn.closed_by or "client",
+                     conn.close_code if conn.close_code is not None else conn.ws.close_code)
             conn.closed = time.time()
             if conn.session and conn.session.conn is conn:
                 conn.session.conn = None
@@ -316,6 +318,7 @@ class Gateway:
             await self.close(conn, 4002, "Error while decoding payload.")
             return
         entry["op"] = op
+        log.info("connection %d got op %s", conn.id, op)
         entry["d"] = d if op != 2 and op != 6 else _redact(d, self.cfg["token"])
         if op == 1:
             await self._heartbeat(conn, d)

@@ -433,6 +433,8 @@ class Fake:
             if key:
                 self.inflight[key] -= 1
         rec["status"] = resp.status
+        log.info("REST %s %s -> %d%s", request.method, request.path, resp.status,
+                 " (injected)" if rec["injected"] else "")
         if resp.status in (401, 403, 429):
             self.rest["invalid_requests"] += 1
         self.changed()

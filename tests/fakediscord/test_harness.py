@@ -254,3 +254,20 @@ def test_wait_helpers_and_connection_path(fake_discord):
             assert conns[1]["kind"] == "resume" and conns[0]["close_code"] == 4000
             assert conns[0]["closed_by"] == "client"
     run(go())
+
+
+def test_stop_is_prompt_with_a_request_in_flight():
+    fake = FakeDiscord({"rate_limits": False}).start()
+    pid = fake.urls["pid"]
+    fake.fail("GET /users/@me", status=None, delay=60)
+    p = subprocess.Popen(["curl", "-s", "-m", "30", "-H", "Authorization: Bot " + fake.token,
+                          "-A", "DiscordBot (x, 1)", fake.api_url + "/users/@me"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        fake.wait_until(lambda: fake.requests(route="GET /users/@me"), what="request in flight")
+        t0 = time.monotonic()
+        fake.stop()
+        assert time.monotonic() - t0 < 4 and _gone(pid)
+    finally:
+        p.kill()
+        p.wait()
