@@ -336,12 +336,25 @@ class Gateway:
         conn.last_heartbeat = time.monotonic()
         conn.heartbeats += 1
         self.counters["heartbeats"] += 1
-        expected = conn.session.seq if conn.session else None
-        if conn.session and d != expected:
+        if conn.session and not self._seq_plausible(conn, d):
             self.counters["heartbeat_seq_mismatch"] += 1
         if conn.acks:
             self.counters["heartbeat_acks"] += 1
             await self.send(conn, {"op": 11, "s": None, "t": None, "d": None})
+
+    @staticmethod
+    def _seq_plausible(conn, d):
+        """A heartbeat's d must be the last seq the client received. Dispatches still in
+        flight make a lower value legitimate, so anything between the seq of what was sent
+        more than 0.5 s ago and the newest seq is accepted."""
+        sent = [x for x in conn.sent if x["s"] is not None]
+        if not sent:
+            return d is None or (isinstance(d, int) and d <= conn.session.seq)
+        if not isinstance(d, int) or isinstance(d, bool):
+            return False
+        old = [x["s"] for x in sent if x["time"] < time.time() - 0.5]
+        floor = max(old) if old else 0
+        return floor <= d <= conn.session.seq
 
     async def _identify(self, conn, d):
         self.counters["identify"] += 1

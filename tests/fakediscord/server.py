@@ -733,6 +733,8 @@ class Fake:
         if it is None or request.match_info["application_id"] != self.cfg["application_id"]:
             return None, jresp(404, {"message": "Unknown Webhook", "code": 10015})
         if time.monotonic() - it["created"] > self.cfg["interaction_token_ttl"]:
+            if self.cfg["expired_token_code"] == 10062:
+                return None, jresp(404, {"message": "Unknown interaction", "code": 10062})
             return None, jresp(401, {"message": "Invalid Webhook Token", "code": 50027})
         return it, None
 

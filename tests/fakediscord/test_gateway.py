@@ -438,3 +438,23 @@ def test_close_1000_ends_the_session_and_op9_false_allows_identify(fake_discord)
             assert (await gw2.recv_until(lambda p: p.get("t") == "READY"))["t"] == "READY"
     run(go())
     assert fake.state()["gateway"]["identify"] == 3
+
+
+@pytest.mark.fake_discord(scenario=FAST)
+def test_heartbeat_with_a_stale_seq_is_counted(fake_discord):
+    fake = fake_discord
+
+    async def go():
+        async with aiohttp.ClientSession() as s:
+            gw = await Gateway(fake, s).connect()
+            await gw.ready()
+            await gw.recv_until(lambda p: p.get("t") == "GUILD_CREATE")
+            await gw.heartbeat()  # d = 2, right
+            await gw.recv()
+            await asyncio.sleep(0.6)  # the threshold for "still in flight" is time itself
+            await gw.send({"op": 1, "d": 1})  # stale
+            await gw.recv()
+            await gw.send({"op": 1, "d": None})  # null after events were received
+            await gw.recv()
+    run(go())
+    assert fake.state()["gateway"]["heartbeat_seq_mismatch"] == 2

@@ -378,6 +378,9 @@ def test_interactions_slash_defer_followup_and_timeouts(fake_discord):
             assert st == 404 and body == {"message": "Unknown interaction", "code": 10062}
             st, body, _ = await r.req("POST", "/webhooks/%s/%s" % (fake.application_id, it["token"]), {"content": "too late"})
             assert st == 401 and body == {"message": "Invalid Webhook Token", "code": 50027}
+            fake.configure(expired_token_code=10062)
+            st, body, _ = await r.req("PATCH", orig, {"content": "too late"})
+            assert st == 404 and body["code"] == 10062
     run(go())
     msgs = fake.bot_messages(fake.channel_id)
     assert [m["content"] for m in msgs] == ["the answer", "more, edited"]
@@ -385,7 +388,7 @@ def test_interactions_slash_defer_followup_and_timeouts(fake_discord):
     responses = fake.interaction_responses()
     assert [(x["kind"], x["status"]) for x in responses] == [
         ("callback", 404), ("followup", 404), ("callback", 204), ("callback", 400), ("edit", 200), ("followup", 200),
-        ("edit", 200), ("followup", 400), ("callback", 404), ("followup", 401)]
+        ("edit", 200), ("followup", 400), ("callback", 404), ("followup", 401), ("edit", 404)]
 
 
 @pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "heartbeat_timeout_code": 0})

@@ -76,6 +76,8 @@ DEFAULTS = {
     # interactions
     "interaction_callback_timeout": 3.0,  # s to answer an interaction
     "interaction_token_ttl": 900.0,       # s the token stays valid for follow-ups
+    "expired_token_code": 50027,          # what an expired token answers: 50027 (401 Invalid
+                                          # Webhook Token, Discord's answer) or 10062 (404)
     # world
     "guilds": None,                      # None: one default guild (see default_guilds)
     "users": None,                       # None: alice and bob
