@@ -458,3 +458,17 @@ def test_heartbeat_with_a_stale_seq_is_counted(fake_discord):
             await gw.recv()
     run(go())
     assert fake.state()["gateway"]["heartbeat_seq_mismatch"] == 2
+
+
+@pytest.mark.fake_discord(scenario=dict(FAST, send_ready=False))
+def test_withheld_ready(fake_discord):
+    async def go():
+        async with aiohttp.ClientSession() as s:
+            gw = await Gateway(fake_discord, s).connect()
+            await gw.hello()
+            await gw.identify()
+            await gw.heartbeat()
+            p = await gw.recv()
+            assert p["op"] == 11  # no READY came first
+            assert fake_discord.wait_ready()["identified"]
+    run(go())

@@ -457,3 +457,34 @@ def test_bulk_overwrite_commands(fake_discord):
     assert len(reg["puts"]) == 3
     assert fake.slash("ask", {"prompt": "x"})["registered"] is True
     assert fake.slash("nope")["registered"] is False
+
+
+@pytest.mark.fake_discord(scenario=NO_LIMITS)
+def test_processed_then_500_is_ambiguous(fake_discord):
+    fake = fake_discord
+    fake.fail("POST /channels/{channel_id}/messages", 500, when="after")
+    st, body, _ = rest_call(fake, "POST", "/channels/%s/messages" % fake.channel_id, {"content": "posted"})
+    assert st == 500 and body == {"message": "500: Internal Server Error", "code": 0}
+    assert [m["content"] for m in fake.bot_messages()] == ["posted"]  # it happened anyway
+    assert fake.requests()[-1]["injected"] == 500
+
+
+@pytest.mark.fake_discord(scenario=NO_LIMITS)
+def test_deferred_update_then_original_edits_the_component_message(fake_discord):
+    fake = fake_discord
+    st, m, _ = rest_call(fake, "POST", "/channels/%s/messages" % fake.channel_id, {
+        "content": "pick", "components": [{"type": 1, "components": [
+            {"type": 2, "style": 1, "label": "A", "custom_id": "a"}]}]})
+    it = fake.click("a")
+    st, _, _ = rest_call(fake, "POST", "/interactions/%s/%s/callback" % (it["id"], it["token"]), {"type": 6})
+    assert st == 204
+    st, e, _ = rest_call(fake, "PATCH", "/webhooks/%s/%s/messages/@original" % (fake.application_id, it["token"]),
+                         {"content": "picked A", "components": []})
+    assert st == 200 and e["id"] == m["id"]
+    assert fake.bot_messages()[0]["content"] == "picked A"
+    # with_response=true returns the callback's resource
+    it2 = fake.slash("ask")
+    st, body, _ = rest_call(fake, "POST", "/interactions/%s/%s/callback?with_response=true" % (it2["id"], it2["token"]),
+                            {"type": 4, "data": {"content": "hi", "flags": 64}})
+    assert st == 200 and body["resource"]["message"]["content"] == "hi"
+    assert body["interaction"]["response_message_ephemeral"] is True
