@@ -93,7 +93,9 @@ class Fake:
         self.rest = {"requests": 0, "exhausted_hits": 0, "early_retries": 0, "rate_limited": 0,
                      "global_rate_limited": 0, "invalid_requests": 0, "bad_auth": 0,
                      "bad_user_agent": 0, "nonce_dedup": 0, "injected": 0, "validation_errors": 0,
-                     "max_inflight_per_route": 0}
+                     "max_inflight_per_route": 0, "banned_requests": 0}
+        self.invalid_times = deque()
+        self.banned_until = 0.0
         self.inflight = {}        # (route, major) -> requests being answered
         self.buckets = {}
         self.blocked = {}         # (route, major) -> monotonic until (after an injected 429)
@@ -427,8 +429,24 @@ class Fake:
             n = self.inflight[key] = self.inflight.get(key, 0) + 1
             if n > self.rest["max_inflight_per_route"]:
                 self.rest["max_inflight_per_route"] = n
+        now = time.monotonic()
         try:
-            resp = await self._rest_inner(request, handler, rec, route, auth)
+            if now < self.banned_until:
+                self.rest["banned_requests"] += 1
+                rec["banned"] = True
+                resp = web.Response(status=429, text="error code: 1015", content_type="text/plain",
+                                    headers={"Retry-After": str(math.ceil(self.banned_until - now))})
+            else:
+                resp = await self._rest_inner(request, handler, rec, route, auth)
+                if resp.status in (401, 403, 429) and resp.headers.get("X-RateLimit-Scope") != "shared":
+                    w = self.cfg["invalid_request_window"]
+                    self.invalid_times.append(now)
+                    while self.invalid_times and self.invalid_times[0] <= now - w:
+                        self.invalid_times.popleft()
+                    if len(self.invalid_times) > self.cfg["invalid_request_limit"]:
+                        self.banned_until = now + self.cfg["ban_seconds"]
+                        self.invalid_times.clear()
+                        log.warning("REST: too many invalid requests, banned for %ss", self.cfg["ban_seconds"])
         finally:
             if key:
                 self.inflight[key] -= 1

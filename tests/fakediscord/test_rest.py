@@ -488,3 +488,14 @@ def test_deferred_update_then_original_edits_the_component_message(fake_discord)
                             {"type": 4, "data": {"content": "hi", "flags": 64}})
     assert st == 200 and body["resource"]["message"]["content"] == "hi"
     assert body["interaction"]["response_message_ephemeral"] is True
+
+
+def test_too_many_invalid_requests_get_banned():
+    from fakediscord.harness import FakeDiscord
+    with FakeDiscord({"invalid_request_limit": 3, "ban_seconds": 0.5}) as fake:
+        for _ in range(4):
+            assert rest_call(fake, "GET", "/users/@me", auth="Bot wrong")[0] == 401
+        st, body, h = rest_call(fake, "GET", "/users/@me")
+        assert st == 429 and body == "error code: 1015" and "X-RateLimit-Limit" not in h
+        fake.wait_until(lambda: rest_call(fake, "GET", "/users/@me")[0] == 200, timeout=5, what="ban lifted")
+        assert fake.state()["rest"]["banned_requests"] >= 1

@@ -71,6 +71,9 @@ DEFAULTS = {
     "global_window": 1.0,
     "rate_limit_scale": 1.0,             # multiplies every bucket window
     "routes": {},                        # "METHOD /route/{param}": {"limit", "window", "bucket"}
+    "invalid_request_limit": 10000,      # 401/403/429 answers per window before the IP ban
+    "invalid_request_window": 600.0,
+    "ban_seconds": 60.0,                 # how long the "Cloudflare" ban lasts
     "nonce_window": 120.0,               # s during which enforce_nonce deduplicates
     "max_file_size": 10 * 1024 * 1024,
     # interactions
