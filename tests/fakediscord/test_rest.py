@@ -499,3 +499,31 @@ def test_too_many_invalid_requests_get_banned():
         assert st == 429 and body == "error code: 1015" and "X-RateLimit-Limit" not in h
         fake.wait_until(lambda: rest_call(fake, "GET", "/users/@me")[0] == 200, timeout=5, what="ban lifted")
         assert fake.state()["rest"]["banned_requests"] >= 1
+
+
+@pytest.mark.fake_discord(scenario=NO_LIMITS)
+def test_small_routes_dm_channel_get_and_webhook_get_delete(fake_discord):
+    fake = fake_discord
+    st, dm, _ = rest_call(fake, "POST", "/users/@me/channels", {"recipient_id": fake.other_user_id})
+    assert st == 200 and dm["type"] == 1 and dm["recipients"][0]["id"] == fake.other_user_id
+    st, dm2, _ = rest_call(fake, "POST", "/users/@me/channels", {"recipient_id": fake.other_user_id})
+    assert dm2["id"] == dm["id"]
+    st, ch, _ = rest_call(fake, "GET", "/channels/%s" % fake.thread_id)
+    assert st == 200 and ch["type"] == 11 and ch["parent_id"] == fake.channel_id
+    st, m, _ = rest_call(fake, "POST", "/channels/%s/messages" % dm["id"], {"content": "psst"})
+    st, got, _ = rest_call(fake, "GET", "/channels/%s/messages/%s" % (dm["id"], m["id"]))
+    assert st == 200 and got["content"] == "psst"
+    it = fake.slash("ask", channel="dm", user_id=fake.other_user_id)
+    assert it["payload"]["channel_id"] == dm["id"]
+    rest_call(fake, "POST", "/interactions/%s/%s/callback" % (it["id"], it["token"]), {"type": 4, "data": {"content": "a"}})
+    orig = "/webhooks/%s/%s/messages/@original" % (fake.application_id, it["token"])
+    st, o, _ = rest_call(fake, "GET", orig)
+    assert st == 200 and o["content"] == "a"
+    st, _, _ = rest_call(fake, "DELETE", orig)
+    assert st == 204
+    st, _, _ = rest_call(fake, "GET", orig)
+    assert st == 404
+    st, body, _ = rest_call(fake, "POST", "/webhooks/%s/%s" % ("42", it["token"]), {"content": "x"})
+    assert st == 404 and body["code"] == 10015
+    assert fake.deletions()[-1]["via"] == "webhook"
+    assert fake.dispatch("TYPING_START", {"channel_id": fake.channel_id})["sessions"] == 0  # nobody connected
