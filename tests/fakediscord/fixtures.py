@@ -27,6 +27,7 @@ def fake_discord(request):
     marker = request.node.get_closest_marker("fake_discord")
     kwargs = dict(marker.kwargs) if marker else {}
     scenario = kwargs.pop("scenario", None)
+    kwargs.setdefault("verbose", True)  # the log is printed only when the test fails
     fake = FakeDiscord(scenario, **kwargs).start()
     try:
         yield fake

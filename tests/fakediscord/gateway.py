@@ -168,6 +168,8 @@ class Gateway:
 
     def _mark_closed(self, conn):
         if conn.closed is None:
+            log.info("connection %d closed by %s, code %s", conn.id, conn.closed_by or "client",
+                     conn.close_code if conn.close_code is not None else conn.ws.close_code)
             conn.closed = time.time()
             if conn.session and conn.session.conn is conn:
                 conn.session.conn = None
@@ -260,6 +262,10 @@ class Gateway:
             if conn.closed is None and conn.closed_by is None:
                 conn.close_code = ws.close_code
                 conn.closed_by = "client"
+                if ws.close_code in (1000, 1001) and conn.session:
+                    # Discord: closing with 1000/1001 ends the session; it cannot be resumed
+                    conn.session.valid = False
+                    self.sessions.pop(conn.session.id, None)
         finally:
             self._mark_closed(conn)
         return ws
@@ -312,6 +318,7 @@ class Gateway:
             await self.close(conn, 4002, "Error while decoding payload.")
             return
         entry["op"] = op
+        log.info("connection %d got op %s", conn.id, op)
         entry["d"] = d if op != 2 and op != 6 else _redact(d, self.cfg["token"])
         if op == 1:
             await self._heartbeat(conn, d)
@@ -329,12 +336,25 @@ class Gateway:
         conn.last_heartbeat = time.monotonic()
         conn.heartbeats += 1
         self.counters["heartbeats"] += 1
-        expected = conn.session.seq if conn.session else None
-        if conn.session and d != expected:
+        if conn.session and not self._seq_plausible(conn, d):
             self.counters["heartbeat_seq_mismatch"] += 1
         if conn.acks:
             self.counters["heartbeat_acks"] += 1
             await self.send(conn, {"op": 11, "s": None, "t": None, "d": None})
+
+    @staticmethod
+    def _seq_plausible(conn, d):
+        """A heartbeat's d must be the last seq the client received. Dispatches still in
+        flight make a lower value legitimate, so anything between the seq of what was sent
+        more than 0.5 s ago and the newest seq is accepted."""
+        sent = [x for x in conn.sent if x["s"] is not None]
+        if not sent:
+            return d is None or (isinstance(d, int) and d <= conn.session.seq)
+        if not isinstance(d, int) or isinstance(d, bool):
+            return False
+        old = [x["s"] for x in sent if x["time"] < time.time() - 0.5]
+        floor = max(old) if old else 0
+        return floor <= d <= conn.session.seq
 
     async def _identify(self, conn, d):
         self.counters["identify"] += 1
@@ -452,6 +472,10 @@ class Gateway:
         if not resumable and conn.session:
             conn.session.valid = False
             self.sessions.pop(conn.session.id, None)
+        if not resumable:
+            # the client may Identify again, on this connection or a new one
+            conn.session = None
+            conn.identified = False
         await self.send(conn, {"op": 9, "s": None, "t": None, "d": bool(resumable)})
 
     def counts(self):

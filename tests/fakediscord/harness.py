@@ -251,7 +251,7 @@ class FakeDiscord:
 
     def refuse(self, seconds, what="gateway", drop=None):
         """Stop listening for `seconds` (connections refused). what: gateway|rest|all.
-        Live gateway connections are dropped too unless drop=False (default for rest)."""
+        Open connections of those ports are aborted too unless drop=False."""
         body = {"seconds": seconds, "what": what}
         if drop is not None:
             body["drop"] = drop

@@ -93,7 +93,9 @@ class Fake:
         self.rest = {"requests": 0, "exhausted_hits": 0, "early_retries": 0, "rate_limited": 0,
                      "global_rate_limited": 0, "invalid_requests": 0, "bad_auth": 0,
                      "bad_user_agent": 0, "nonce_dedup": 0, "injected": 0, "validation_errors": 0,
-                     "max_inflight_per_route": 0}
+                     "max_inflight_per_route": 0, "banned_requests": 0}
+        self.invalid_times = deque()
+        self.banned_until = 0.0
         self.inflight = {}        # (route, major) -> requests being answered
         self.buckets = {}
         self.blocked = {}         # (route, major) -> monotonic until (after an injected 429)
@@ -427,12 +429,30 @@ class Fake:
             n = self.inflight[key] = self.inflight.get(key, 0) + 1
             if n > self.rest["max_inflight_per_route"]:
                 self.rest["max_inflight_per_route"] = n
+        now = time.monotonic()
         try:
-            resp = await self._rest_inner(request, handler, rec, route, auth)
+            if now < self.banned_until:
+                self.rest["banned_requests"] += 1
+                rec["banned"] = True
+                resp = web.Response(status=429, text="error code: 1015", content_type="text/plain",
+                                    headers={"Retry-After": str(math.ceil(self.banned_until - now))})
+            else:
+                resp = await self._rest_inner(request, handler, rec, route, auth)
+                if resp.status in (401, 403, 429) and resp.headers.get("X-RateLimit-Scope") != "shared":
+                    w = self.cfg["invalid_request_window"]
+                    self.invalid_times.append(now)
+                    while self.invalid_times and self.invalid_times[0] <= now - w:
+                        self.invalid_times.popleft()
+                    if len(self.invalid_times) > self.cfg["invalid_request_limit"]:
+                        self.banned_until = now + self.cfg["ban_seconds"]
+                        self.invalid_times.clear()
+                        log.warning("REST: too many invalid requests, banned for %ss", self.cfg["ban_seconds"])
         finally:
             if key:
                 self.inflight[key] -= 1
         rec["status"] = resp.status
+        log.info("REST %s %s -> %d%s", request.method, request.path, resp.status,
+                 " (injected)" if rec["injected"] else "")
         if resp.status in (401, 403, 429):
             self.rest["invalid_requests"] += 1
         self.changed()
@@ -731,6 +751,8 @@ class Fake:
         if it is None or request.match_info["application_id"] != self.cfg["application_id"]:
             return None, jresp(404, {"message": "Unknown Webhook", "code": 10015})
         if time.monotonic() - it["created"] > self.cfg["interaction_token_ttl"]:
+            if self.cfg["expired_token_code"] == 10062:
+                return None, jresp(404, {"message": "Unknown interaction", "code": 10062})
             return None, jresp(401, {"message": "Invalid Webhook Token", "code": 50027})
         return it, None
 
@@ -1113,9 +1135,14 @@ class Fake:
                 server.close()
                 self.sites[name] = (runner, port, None)
             self.refused[name] = time.monotonic() + secs
-        if b.get("drop", what != "rest"):
-            for c in self.gateway.live():
-                self.gateway.drop(c)
+        if b.get("drop", True):
+            if "gateway" in names:
+                for c in self.gateway.live():
+                    self.gateway.drop(c)
+            if "rest" in names:  # keep-alive connections go down too, as in an outage
+                runner = self.sites["rest"][0]
+                for transport in list(runner.server._connections.values()):
+                    transport.abort()
         asyncio.get_running_loop().call_later(secs, lambda: asyncio.ensure_future(self._reopen(names)))
         self.changed()
         return jresp(200, {"refusing": names, "seconds": secs})
@@ -1234,7 +1261,9 @@ class Fake:
         return jresp(200, out)
 
     async def c_interactions(self, request):
-        return jresp(200, [{k: v for k, v in it.items() if k != "created"}
+        now = time.monotonic()
+        return jresp(200, [dict({k: v for k, v in it.items() if k != "created"},
+                                age=now - it["created"])
                            for it in self.interactions.values()])
 
     async def c_commands(self, request):

@@ -9,7 +9,7 @@ import pytest
 
 from fakediscord.client import Gateway, RawWebSocket, Rest, run
 
-FAST = {"heartbeat_interval": 250}
+FAST = {"heartbeat_interval": 250, "heartbeat_timeout_code": 0}
 
 
 async def _session():
@@ -139,7 +139,7 @@ def test_payload_over_4096_bytes_closes_4002(fake_discord):
     run(go())
 
 
-@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "gateway_send_limit": 120})
+@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "heartbeat_timeout_code": 0, "gateway_send_limit": 120})
 def test_more_than_120_payloads_per_window_closes_4008(fake_discord):
     async def go():
         async with aiohttp.ClientSession() as s:
@@ -210,7 +210,7 @@ def test_resume_replays_missed_events_then_resumed(fake_discord):
     run(go())
 
 
-@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "guild_create_members": 5000})
+@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "heartbeat_timeout_code": 0, "guild_create_members": 5000})
 def test_zlib_stream_fragmented_shared_context(fake_discord):
     fake = fake_discord
     raw = RawWebSocket(fake, fake.gateway_url, "v=10&encoding=json&compress=zlib-stream")
@@ -260,7 +260,7 @@ def test_zlib_stream_fragmented_shared_context(fake_discord):
     run(go())
 
 
-@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "fragment_text": True, "fragment_size": 7})
+@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "heartbeat_timeout_code": 0, "fragment_text": True, "fragment_size": 7})
 def test_uncompressed_fragmentation_option(fake_discord):
     raw = RawWebSocket(fake_discord, fake_discord.gateway_url, "v=10&encoding=json")
     try:
@@ -336,7 +336,7 @@ def test_refuse_connections_for_a_while(fake_discord):
         async with aiohttp.ClientSession() as s:
             gw = await Gateway(fake, s).connect()
             await gw.hello()
-            fake.refuse(0.5)
+            fake.refuse(1.5)
             r = await gw.recv_until(lambda p: False)
             assert r[0] in ("close", "error")
             with pytest.raises(aiohttp.ClientConnectorError):
@@ -350,7 +350,7 @@ def test_refuse_connections_for_a_while(fake_discord):
     run(go())
 
 
-@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "hello_delay": 0.2})
+@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "heartbeat_timeout_code": 0, "hello_delay": 0.2})
 def test_hello_delay(fake_discord):
     async def go():
         async with aiohttp.ClientSession() as s:
@@ -412,3 +412,63 @@ def test_tls_wss_and_https(fake_discord):
         assert f["opcode"] == 2 and not f["fin"]
     finally:
         raw.close()
+
+
+@pytest.mark.fake_discord(scenario=FAST)
+def test_close_1000_ends_the_session_and_op9_false_allows_identify(fake_discord):
+    fake = fake_discord
+
+    async def go():
+        async with aiohttp.ClientSession() as s:
+            gw = await Gateway(fake, s).connect()
+            ready = await gw.ready()
+            await gw.close(1000)
+            gw2 = await Gateway(fake, s, url=fake.resume_gateway_url).connect()
+            await gw2.hello()
+            await gw2.send({"op": 6, "d": {"token": fake.token, "session_id": ready["d"]["session_id"],
+                                           "seq": gw.seq}})
+            p = await gw2.recv()
+            assert p["op"] == 9 and p["d"] is False  # a 1000 close cannot be resumed
+            await gw2.identify()  # Identify after op 9 false, on the same connection
+            p = await gw2.recv()
+            assert p["t"] == "READY" and p["d"]["session_id"] != ready["d"]["session_id"]
+            fake.send_op(9, False)
+            assert (await gw2.recv_until(lambda p: p["op"] == 9))["d"] is False
+            await gw2.identify()
+            assert (await gw2.recv_until(lambda p: p.get("t") == "READY"))["t"] == "READY"
+    run(go())
+    assert fake.state()["gateway"]["identify"] == 3
+
+
+@pytest.mark.fake_discord(scenario=FAST)
+def test_heartbeat_with_a_stale_seq_is_counted(fake_discord):
+    fake = fake_discord
+
+    async def go():
+        async with aiohttp.ClientSession() as s:
+            gw = await Gateway(fake, s).connect()
+            await gw.ready()
+            await gw.recv_until(lambda p: p.get("t") == "GUILD_CREATE")
+            await gw.heartbeat()  # d = 2, right
+            await gw.recv()
+            await asyncio.sleep(0.6)  # the threshold for "still in flight" is time itself
+            await gw.send({"op": 1, "d": 1})  # stale
+            await gw.recv()
+            await gw.send({"op": 1, "d": None})  # null after events were received
+            await gw.recv()
+    run(go())
+    assert fake.state()["gateway"]["heartbeat_seq_mismatch"] == 2
+
+
+@pytest.mark.fake_discord(scenario=dict(FAST, send_ready=False))
+def test_withheld_ready(fake_discord):
+    async def go():
+        async with aiohttp.ClientSession() as s:
+            gw = await Gateway(fake_discord, s).connect()
+            await gw.hello()
+            await gw.identify()
+            await gw.heartbeat()
+            p = await gw.recv()
+            assert p["op"] == 11  # no READY came first
+            assert fake_discord.wait_ready()["identified"]
+    run(go())

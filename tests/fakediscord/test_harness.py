@@ -58,7 +58,7 @@ def test_wait_until_returns_value_and_times_out(fake_discord):
     t0 = time.monotonic()
     with pytest.raises(TimeoutError):
         fake.wait_until(lambda: False, timeout=0.3, what="never")
-    assert 0.3 <= time.monotonic() - t0 < 2
+    assert 0.3 <= time.monotonic() - t0 < 5
     fake.post_message("x")
     got = fake.wait_until(lambda: fake.messages(fake.channel_id), timeout=1)
     assert got[0]["content"] == "x"
@@ -92,19 +92,24 @@ def test_curl_trusts_the_generated_ca(fake_discord):
 @pytest.mark.fake_discord(scenario={"rate_limits": False})
 def test_refuse_rest_then_recover(fake_discord):
     fake = fake_discord
-    fake.refuse(0.4, what="rest")
 
     async def go():
         async with aiohttp.ClientSession() as s:
+            st, _, _ = await Rest(fake, s).req("GET", "/users/@me")  # a keep-alive connection
+            assert st == 200
+            fake.refuse(1.0, what="rest")
+            with pytest.raises((aiohttp.ServerDisconnectedError, aiohttp.ClientConnectorError,
+                                aiohttp.ClientOSError)):
+                await Rest(fake, s).req("GET", "/users/@me")  # the aborted keep-alive connection
             with pytest.raises(aiohttp.ClientConnectorError):
-                await Rest(fake, s).req("GET", "/users/@me")
+                await Rest(fake, s).req("GET", "/users/@me")  # a new connection: refused
             fake.wait_until(lambda: not fake.state()["refused"], timeout=5, what="rest back")
             st, _, _ = await Rest(fake, s).req("GET", "/users/@me")
             assert st == 200
     run(go())
 
 
-@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "shards": 2})
+@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "heartbeat_timeout_code": 0, "shards": 2})
 def test_shards_route_guild_events_and_dms(fake_discord):
     fake = fake_discord
     gshard = (int(fake.guild_id) >> 22) % 2
@@ -131,7 +136,7 @@ def test_shards_route_guild_events_and_dms(fake_discord):
     run(go())
 
 
-@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "op7_before_hello": 1})
+@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "heartbeat_timeout_code": 0, "op7_before_hello": 1})
 def test_op7_before_hello_and_identify_window_counted(fake_discord):
     fake = fake_discord
 
@@ -150,7 +155,7 @@ def test_op7_before_hello_and_identify_window_counted(fake_discord):
     assert st["identify"] == 2 and st["identify_too_fast"] == 1
 
 
-@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "enforce_identify_window": True})
+@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "heartbeat_timeout_code": 0, "enforce_identify_window": True})
 def test_identify_window_enforced(fake_discord):
     async def go():
         async with aiohttp.ClientSession() as s:
@@ -164,7 +169,7 @@ def test_identify_window_enforced(fake_discord):
     run(go())
 
 
-@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250})
+@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "heartbeat_timeout_code": 0})
 def test_autocomplete_interaction(fake_discord):
     fake = fake_discord
 
@@ -225,7 +230,7 @@ def test_curl_json_with_expect_and_multipart(fake_discord, tmp_path):
     assert fake.file(msgs[1]["attachments"][0]["id"]) == b"the report\n"
 
 
-@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250})
+@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "heartbeat_timeout_code": 0})
 def test_wait_helpers_and_connection_path(fake_discord):
     fake = fake_discord
 
@@ -249,3 +254,20 @@ def test_wait_helpers_and_connection_path(fake_discord):
             assert conns[1]["kind"] == "resume" and conns[0]["close_code"] == 4000
             assert conns[0]["closed_by"] == "client"
     run(go())
+
+
+def test_stop_is_prompt_with_a_request_in_flight():
+    fake = FakeDiscord({"rate_limits": False}).start()
+    pid = fake.urls["pid"]
+    fake.fail("GET /users/@me", status=None, delay=60)
+    p = subprocess.Popen(["curl", "-s", "-m", "30", "-H", "Authorization: Bot " + fake.token,
+                          "-A", "DiscordBot (x, 1)", fake.api_url + "/users/@me"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        fake.wait_until(lambda: fake.requests(route="GET /users/@me"), what="request in flight")
+        t0 = time.monotonic()
+        fake.stop()
+        assert time.monotonic() - t0 < 4 and _gone(pid)
+    finally:
+        p.kill()
+        p.wait()

@@ -198,7 +198,7 @@ def test_message_validation_like_discord(fake_discord):
 
 def test_rate_limit_headers_429_and_exhausted_counter():
     from fakediscord.harness import FakeDiscord
-    routes = {"POST /channels/{channel_id}/messages": {"limit": 2, "window": 0.4}}
+    routes = {"POST /channels/{channel_id}/messages": {"limit": 2, "window": 1.5}}
     with FakeDiscord({"routes": routes}) as fake:
         path = "/channels/%s/messages" % fake.channel_id
 
@@ -208,14 +208,14 @@ def test_rate_limit_headers_429_and_exhausted_counter():
                 st, _, h = await r.req("POST", path, {"content": "1"})
                 assert st == 200
                 assert h["X-RateLimit-Limit"] == "2" and h["X-RateLimit-Remaining"] == "1"
-                assert "." in h["X-RateLimit-Reset-After"] and 0 < float(h["X-RateLimit-Reset-After"]) <= 0.4
-                assert abs(float(h["X-RateLimit-Reset"]) - time.time() - 0.4) < 0.5
+                assert "." in h["X-RateLimit-Reset-After"] and 0 < float(h["X-RateLimit-Reset-After"]) <= 1.5
+                assert abs(float(h["X-RateLimit-Reset"]) - time.time() - 1.5) < 0.5
                 bucket = h["X-RateLimit-Bucket"]
                 st, _, h = await r.req("POST", path, {"content": "2"})
                 assert st == 200 and h["X-RateLimit-Remaining"] == "0" and h["X-RateLimit-Bucket"] == bucket
                 st, body, h = await r.req("POST", path, {"content": "3"})
                 assert st == 429 and body["global"] is False
-                assert isinstance(body["retry_after"], float) and 0 < body["retry_after"] <= 0.4
+                assert isinstance(body["retry_after"], float) and 0 < body["retry_after"] <= 1.5
                 assert h["X-RateLimit-Scope"] == "user" and "Retry-After" in h
                 assert "X-RateLimit-Global" not in h
                 # another channel (top-level resource) has its own counter in the same bucket
@@ -233,7 +233,7 @@ def test_rate_limit_headers_429_and_exhausted_counter():
 
 def test_global_rate_limit():
     from fakediscord.harness import FakeDiscord
-    with FakeDiscord({"global_limit": 3, "global_window": 0.5}) as fake:
+    with FakeDiscord({"global_limit": 3, "global_window": 1.0}) as fake:
         async def go():
             async with aiohttp.ClientSession() as s:
                 r = Rest(fake, s)
@@ -258,7 +258,7 @@ def test_injected_429_500_502_and_early_retry_counted(fake_discord):
     fake = fake_discord
     route = "POST /channels/{channel_id}/messages"
     path = "/channels/%s/messages" % fake.channel_id
-    fake.fail(route, 429, retry_after=0.3, scope="shared")
+    fake.fail(route, 429, retry_after=1.0, scope="shared")
     fake.fail(route, 500, times=2)
     fake.fail(route, 502)
 
@@ -266,10 +266,10 @@ def test_injected_429_500_502_and_early_retry_counted(fake_discord):
         async with aiohttp.ClientSession() as s:
             r = Rest(fake, s)
             st, body, h = await r.req("POST", path, {"content": "x"})
-            assert st == 429 and body["retry_after"] == 0.3 and h["X-RateLimit-Scope"] == "shared"
+            assert st == 429 and body["retry_after"] == 1.0 and h["X-RateLimit-Scope"] == "shared"
             st, _, _ = await r.req("POST", path, {"content": "x"})  # too early: the ms/s bug
             assert st == 429
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(1.0)
             statuses = [(await r.req("POST", path, {"content": "x"}))[0] for _ in range(3)]
             assert statuses == [500, 500, 502]
             st, body, _ = await r.req("POST", path, {"content": "x"})
@@ -283,7 +283,7 @@ def test_injected_429_500_502_and_early_retry_counted(fake_discord):
 @pytest.mark.fake_discord(scenario={})
 def test_global_429_injection_pauses_every_route(fake_discord):
     fake = fake_discord
-    fake.fail("GET /users/@me", 429, retry_after=0.3, **{"global": True})
+    fake.fail("GET /users/@me", 429, retry_after=1.0, **{"global": True})
 
     async def go():
         async with aiohttp.ClientSession() as s:
@@ -292,7 +292,7 @@ def test_global_429_injection_pauses_every_route(fake_discord):
             assert st == 429 and body["global"] and h["X-RateLimit-Global"] == "true"
             st, _, _ = await r.req("POST", "/channels/%s/typing" % fake.channel_id)
             assert st == 429  # another route, during the global pause
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(1.0)
             st, _, _ = await r.req("POST", "/channels/%s/typing" % fake.channel_id)
             assert st == 204
     run(go())
@@ -325,8 +325,7 @@ def test_delay_after_processing_and_enforce_nonce(fake_discord):
     assert fake.state()["rest"]["nonce_dedup"] == 1
 
 
-@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "interaction_callback_timeout": 0.5,
-                                    "interaction_token_ttl": 1.0})
+@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "heartbeat_timeout_code": 0})
 def test_interactions_slash_defer_followup_and_timeouts(fake_discord):
     fake = fake_discord
     from fakediscord.client import Gateway
@@ -371,14 +370,17 @@ def test_interactions_slash_defer_followup_and_timeouts(fake_discord):
             it2 = fake.slash("ask", channel="dm")
             p = await gw.recv_until(lambda p: p.get("t") == "INTERACTION_CREATE")
             assert p["d"]["user"]["id"] == fake.user_id and "member" not in p["d"]
-            # too late: callback window is 0.5 s here (3 s by default)
-            await asyncio.sleep(0.6)
+            # too late: shrink the windows (3 s and 15 min by default) below the interactions' age
+            fake.configure(interaction_callback_timeout=0.2, interaction_token_ttl=0.2)
+            fake.wait_until(lambda: all(it["age"] > 0.25 for it in fake.interactions()), what="age")
             st, body, _ = await r.req("POST", "/interactions/%s/%s/callback" % (it2["id"], it2["token"]),
                                       {"type": 4, "data": {"content": "late"}})
             assert st == 404 and body == {"message": "Unknown interaction", "code": 10062}
-            await asyncio.sleep(0.5)  # follow-up token now older than its 1 s lifetime
             st, body, _ = await r.req("POST", "/webhooks/%s/%s" % (fake.application_id, it["token"]), {"content": "too late"})
             assert st == 401 and body == {"message": "Invalid Webhook Token", "code": 50027}
+            fake.configure(expired_token_code=10062)
+            st, body, _ = await r.req("PATCH", orig, {"content": "too late"})
+            assert st == 404 and body["code"] == 10062
     run(go())
     msgs = fake.bot_messages(fake.channel_id)
     assert [m["content"] for m in msgs] == ["the answer", "more, edited"]
@@ -386,10 +388,10 @@ def test_interactions_slash_defer_followup_and_timeouts(fake_discord):
     responses = fake.interaction_responses()
     assert [(x["kind"], x["status"]) for x in responses] == [
         ("callback", 404), ("followup", 404), ("callback", 204), ("callback", 400), ("edit", 200), ("followup", 200),
-        ("edit", 200), ("followup", 400), ("callback", 404), ("followup", 401)]
+        ("edit", 200), ("followup", 400), ("callback", 404), ("followup", 401), ("edit", 404)]
 
 
-@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250})
+@pytest.mark.fake_discord(scenario={"heartbeat_interval": 250, "heartbeat_timeout_code": 0})
 def test_button_click_and_update_message(fake_discord):
     fake = fake_discord
     from fakediscord.client import Gateway
@@ -455,3 +457,73 @@ def test_bulk_overwrite_commands(fake_discord):
     assert len(reg["puts"]) == 3
     assert fake.slash("ask", {"prompt": "x"})["registered"] is True
     assert fake.slash("nope")["registered"] is False
+
+
+@pytest.mark.fake_discord(scenario=NO_LIMITS)
+def test_processed_then_500_is_ambiguous(fake_discord):
+    fake = fake_discord
+    fake.fail("POST /channels/{channel_id}/messages", 500, when="after")
+    st, body, _ = rest_call(fake, "POST", "/channels/%s/messages" % fake.channel_id, {"content": "posted"})
+    assert st == 500 and body == {"message": "500: Internal Server Error", "code": 0}
+    assert [m["content"] for m in fake.bot_messages()] == ["posted"]  # it happened anyway
+    assert fake.requests()[-1]["injected"] == 500
+
+
+@pytest.mark.fake_discord(scenario=NO_LIMITS)
+def test_deferred_update_then_original_edits_the_component_message(fake_discord):
+    fake = fake_discord
+    st, m, _ = rest_call(fake, "POST", "/channels/%s/messages" % fake.channel_id, {
+        "content": "pick", "components": [{"type": 1, "components": [
+            {"type": 2, "style": 1, "label": "A", "custom_id": "a"}]}]})
+    it = fake.click("a")
+    st, _, _ = rest_call(fake, "POST", "/interactions/%s/%s/callback" % (it["id"], it["token"]), {"type": 6})
+    assert st == 204
+    st, e, _ = rest_call(fake, "PATCH", "/webhooks/%s/%s/messages/@original" % (fake.application_id, it["token"]),
+                         {"content": "picked A", "components": []})
+    assert st == 200 and e["id"] == m["id"]
+    assert fake.bot_messages()[0]["content"] == "picked A"
+    # with_response=true returns the callback's resource
+    it2 = fake.slash("ask")
+    st, body, _ = rest_call(fake, "POST", "/interactions/%s/%s/callback?with_response=true" % (it2["id"], it2["token"]),
+                            {"type": 4, "data": {"content": "hi", "flags": 64}})
+    assert st == 200 and body["resource"]["message"]["content"] == "hi"
+    assert body["interaction"]["response_message_ephemeral"] is True
+
+
+def test_too_many_invalid_requests_get_banned():
+    from fakediscord.harness import FakeDiscord
+    with FakeDiscord({"invalid_request_limit": 3, "ban_seconds": 0.5}) as fake:
+        for _ in range(4):
+            assert rest_call(fake, "GET", "/users/@me", auth="Bot wrong")[0] == 401
+        st, body, h = rest_call(fake, "GET", "/users/@me")
+        assert st == 429 and body == "error code: 1015" and "X-RateLimit-Limit" not in h
+        fake.wait_until(lambda: rest_call(fake, "GET", "/users/@me")[0] == 200, timeout=5, what="ban lifted")
+        assert fake.state()["rest"]["banned_requests"] >= 1
+
+
+@pytest.mark.fake_discord(scenario=NO_LIMITS)
+def test_small_routes_dm_channel_get_and_webhook_get_delete(fake_discord):
+    fake = fake_discord
+    st, dm, _ = rest_call(fake, "POST", "/users/@me/channels", {"recipient_id": fake.other_user_id})
+    assert st == 200 and dm["type"] == 1 and dm["recipients"][0]["id"] == fake.other_user_id
+    st, dm2, _ = rest_call(fake, "POST", "/users/@me/channels", {"recipient_id": fake.other_user_id})
+    assert dm2["id"] == dm["id"]
+    st, ch, _ = rest_call(fake, "GET", "/channels/%s" % fake.thread_id)
+    assert st == 200 and ch["type"] == 11 and ch["parent_id"] == fake.channel_id
+    st, m, _ = rest_call(fake, "POST", "/channels/%s/messages" % dm["id"], {"content": "psst"})
+    st, got, _ = rest_call(fake, "GET", "/channels/%s/messages/%s" % (dm["id"], m["id"]))
+    assert st == 200 and got["content"] == "psst"
+    it = fake.slash("ask", channel="dm", user_id=fake.other_user_id)
+    assert it["payload"]["channel_id"] == dm["id"]
+    rest_call(fake, "POST", "/interactions/%s/%s/callback" % (it["id"], it["token"]), {"type": 4, "data": {"content": "a"}})
+    orig = "/webhooks/%s/%s/messages/@original" % (fake.application_id, it["token"])
+    st, o, _ = rest_call(fake, "GET", orig)
+    assert st == 200 and o["content"] == "a"
+    st, _, _ = rest_call(fake, "DELETE", orig)
+    assert st == 204
+    st, _, _ = rest_call(fake, "GET", orig)
+    assert st == 404
+    st, body, _ = rest_call(fake, "POST", "/webhooks/%s/%s" % ("42", it["token"]), {"content": "x"})
+    assert st == 404 and body["code"] == 10015
+    assert fake.deletions()[-1]["via"] == "webhook"
+    assert fake.dispatch("TYPING_START", {"channel_id": fake.channel_id})["sessions"] == 0  # nobody connected

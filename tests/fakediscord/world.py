@@ -71,11 +71,16 @@ DEFAULTS = {
     "global_window": 1.0,
     "rate_limit_scale": 1.0,             # multiplies every bucket window
     "routes": {},                        # "METHOD /route/{param}": {"limit", "window", "bucket"}
+    "invalid_request_limit": 10000,      # 401/403/429 answers per window before the IP ban
+    "invalid_request_window": 600.0,
+    "ban_seconds": 60.0,                 # how long the "Cloudflare" ban lasts
     "nonce_window": 120.0,               # s during which enforce_nonce deduplicates
     "max_file_size": 10 * 1024 * 1024,
     # interactions
     "interaction_callback_timeout": 3.0,  # s to answer an interaction
     "interaction_token_ttl": 900.0,       # s the token stays valid for follow-ups
+    "expired_token_code": 50027,          # what an expired token answers: 50027 (401 Invalid
+                                          # Webhook Token, Discord's answer) or 10062 (404)
     # world
     "guilds": None,                      # None: one default guild (see default_guilds)
     "users": None,                       # None: alice and bob
