@@ -222,12 +222,21 @@ function M.run(o)
   local me, err = discord.start(d)
   if not me then return nil, err end
   self.user_id = me.id
-  local url, max_concurrency = d.gateway_url, 1
-  if not url then
-    local info, gerr = discord.gateway_bot()
-    if not info then return nil, "could not get the gateway URL (GET /gateway/bot): " .. tostring(gerr) end
-    url = info.url
-    max_concurrency = info.session_start_limit and info.session_start_limit.max_concurrency or 1
+  -- GET /gateway/bot gives the URL (unless configured) and the session start budget.
+  local info, gerr = discord.gateway_bot()
+  if not info and not d.gateway_url then
+    return nil, "could not get the gateway URL (GET /gateway/bot): " .. tostring(gerr)
+  end
+  local limit = info and info.session_start_limit or {}
+  local url, max_concurrency = d.gateway_url or info.url, math.tointeger(limit.max_concurrency) or 1
+  if limit.remaining and limit.remaining < 1 then
+    -- Discord resets the token of a bot that goes past its daily identifies: wait instead.
+    local wait = (tonumber(limit.reset_after) or 0) / 1000
+    log("warn", ("no gateway session starts left today (1000 a day; going past it resets the token): "
+      .. "waiting %.0f s for Discord's reset"):format(wait))
+    local deadline = core.now() + wait
+    while core.now() < deadline and not M.stopping do core.sleep(math.min(1, deadline - core.now())) end
+    if M.stopping then return true end
   end
 
   self.session_key = ("gateway-session:%d"):format(d.shard_id or 0)
@@ -252,6 +261,7 @@ end
 -- Shutdown: leave the gateway for good (close 1000); run() then returns true. Replies of
 -- turns still running go out over REST.
 function M.stop()
+  M.stopping = true
   if not active then return end
   if not active.cfg.discord.resume_after_restart then return active.gateway:stop() end
   -- Close with 4000 and keep the session for the next process, which resumes it and so

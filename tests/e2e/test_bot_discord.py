@@ -323,3 +323,11 @@ def test_a_restart_with_resume_after_restart_loses_no_message(tmp_path):
         m = env.fake.wait_for_bot_message(env.fake.channel_id)
         assert "]: sent while the bot was down" in m["content"]
         assert env.fake.state()["gateway"]["identify"] == 1
+
+
+def test_no_identify_when_the_daily_session_budget_is_spent(tmp_path):
+    with DiscordBot(tmp_path, scenario={"session_start_remaining": 0}) as env:
+        env.bot.wait_stderr("no gateway session starts left today")
+        env.bot.signal(signal.SIGTERM)
+        assert env.bot.wait_exit(10) == 0
+        assert env.fake.state()["gateway"]["connections"] == 0
