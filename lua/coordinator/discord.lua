@@ -83,13 +83,15 @@ function M.message_payload(msg)
   return p, msg.files, msg.reason
 end
 
+-- Sends a message payload (JSON, or multipart when it has files) to a route.
+local function message_call(method, path, msg)
+  local payload, files, reason = M.message_payload(msg)
+  return call { method = method, path = path, json = payload, files = files, reason = reason }
+end
+
 -- Posts a message in a channel; returns the message object.
 function M.send(channel_id, msg)
-  local payload, files, reason = M.message_payload(msg)
-  return call {
-    method = "POST", path = "/channels/" .. escape_segment(channel_id) .. "/messages",
-    json = payload, files = files, reason = reason,
-  }
+  return message_call("POST", "/channels/" .. escape_segment(channel_id) .. "/messages", msg)
 end
 
 -- Replies to a message (no ping, and no failure if the original is gone).
@@ -102,12 +104,8 @@ function M.reply(channel_id, message_id, msg)
 end
 
 function M.edit(channel_id, message_id, msg)
-  local payload, files = M.message_payload(msg)
-  return call {
-    method = "PATCH",
-    path = ("/channels/%s/messages/%s"):format(escape_segment(channel_id), escape_segment(message_id)),
-    json = payload, files = files,
-  }
+  return message_call("PATCH",
+    ("/channels/%s/messages/%s"):format(escape_segment(channel_id), escape_segment(message_id)), msg)
 end
 
 function M.delete(channel_id, message_id, reason)
@@ -164,22 +162,13 @@ end
 
 -- A follow-up message on an interaction (the token stays valid 15 minutes).
 function M.follow_up(application_id, token, msg)
-  local payload, files = M.message_payload(msg)
-  return call {
-    method = "POST",
-    path = ("/webhooks/%s/%s?wait=true"):format(escape_segment(application_id), escape_segment(token)),
-    json = payload, files = files,
-  }
+  return message_call("POST",
+    ("/webhooks/%s/%s?wait=true"):format(escape_segment(application_id), escape_segment(token)), msg)
 end
 
 function M.edit_original(application_id, token, msg)
-  local payload, files = M.message_payload(msg)
-  return call {
-    method = "PATCH",
-    path = ("/webhooks/%s/%s/messages/@original"):format(escape_segment(application_id),
-                                                         escape_segment(token)),
-    json = payload, files = files,
-  }
+  return message_call("PATCH",
+    ("/webhooks/%s/%s/messages/@original"):format(escape_segment(application_id), escape_segment(token)), msg)
 end
 
 -- Replaces the application's commands (per guild when guild_id is given: immediate).
