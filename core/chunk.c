@@ -463,6 +463,25 @@ static size_t advance(const unsigned char *s, size_t n, size_t pos, size_t *cnt,
  * the slow scan's answer in those cases and returns 0 in all others. Code point counts
  * become positions: H is where the second half starts (NONE when the text ends before
  * it), E where the window ends, with cntE code points before it. */
+
+/* The end of the line that starts at or before pos (its first byte at ls), looked for up
+ * to the window end E: returns 1 with ce (content end, before "\r\n" or "\n") and le
+ * (after the newline) when the line ends inside the window, 0 otherwise, with
+ * ce = le = n when the input ends there and NONE when the line goes on past E. */
+static int window_line_end(const unsigned char *s, size_t n, size_t pos, size_t E, size_t ls,
+                           size_t *ce, size_t *le) {
+  size_t lim = E < n ? E + 1 : n;
+  const unsigned char *q = pos < lim ? memchr(s + pos, '\n', lim - pos) : NULL;
+  if (q) {
+    size_t qi = (size_t)(q - s);
+    *ce = (qi > ls && s[qi - 1] == '\r') ? qi - 1 : qi;
+    *le = qi + 1;
+    return 1;
+  }
+  *ce = *le = E == n ? n : NONE;
+  return 0;
+}
+
 static int fast_pick(const struct ctx *c, size_t p, const struct line *start, size_t budget,
                      size_t H, size_t E, size_t cntE, struct cand *out, int *final) {
   const unsigned char *s = c->s;
@@ -495,20 +514,8 @@ static int fast_pick(const struct ctx *c, size_t p, const struct line *start, si
       a3 = (A), l3 = ls, t3 = type, code3 = 0;                                             \
   } while (0)
   for (;;) {
-    size_t lim = E < n ? E + 1 : n;
-    const unsigned char *q = pos < lim ? memchr(s + pos, '\n', lim - pos) : NULL;
     size_t ce, le;
-    int ends = 0;
-    if (q) {
-      size_t qi = (size_t)(q - s);
-      ce = (qi > ls && s[qi - 1] == '\r') ? qi - 1 : qi;
-      le = qi + 1;
-      ends = 1;
-    } else if (E == n) {
-      ce = le = n;
-    } else {
-      ce = le = NONE;
-    }
+    int ends = window_line_end(s, n, pos, E, ls, &ce, &le);
 
     if (type == T_TEXT || type == T_CLOSE) {
       if (ce > E) {
@@ -657,20 +664,8 @@ static int one_chunk(struct ctx *c, struct chunk_result *r, struct cand *cur) {
   size_t pos = p, cp = 0;
   struct cand fin = {0};
   for (;;) {
-    size_t lim = E < n ? E + 1 : n;
-    const unsigned char *q = pos < lim ? memchr(s + pos, '\n', lim - pos) : NULL;
     size_t ce, le;
-    int ends = 0;
-    if (q) {
-      size_t qi = (size_t)(q - s);
-      ce = (qi > ln.ls && s[qi - 1] == '\r') ? qi - 1 : qi;
-      le = qi + 1;
-      ends = 1;
-    } else if (E == n) {
-      ce = le = n;
-    } else {
-      ce = le = NONE; /* the line goes on past the window */
-    }
+    int ends = window_line_end(s, n, pos, E, ln.ls, &ce, &le);
 
     if (ln.type == T_TEXT || ln.type == T_CLOSE) {
       int text = ln.type == T_TEXT;
