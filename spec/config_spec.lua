@@ -25,13 +25,11 @@ end
 describe("config", function()
   teardown(function() os.remove(tmp) end)
 
-  it("loads the shipped config.lua when a token is given", function()
-    local token = "test-token-value"
+  it("loads the shipped config.lua (console mode needs no token)", function()
     local cfg, errors = config.load("config.lua", { console = true })
     assert.is_nil(errors)
     assert.equal("https://discord.com/api/v10", cfg.discord.api_url)
     assert.equal("claude", cfg.claude.command)
-    assert.is_truthy(token)
   end)
 
   it("fills defaults and keeps given values", function()
